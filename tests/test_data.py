@@ -1,0 +1,56 @@
+import torch
+
+from titn_core.config import DataConfig
+from titn_core.data import BatchAugment, load_arrays, make_splits, random_crop, random_flip
+
+
+def test_shared_files_are_identified_by_checksum(data_dir):
+    mnist = load_arrays("mnist", data_dir)
+    assert mnist.variant == "MNIST (exact)"
+    assert mnist.x_train.shape == (60000, 1, 28, 28) and mnist.x_train.dtype == torch.uint8
+    assert mnist.y_train[:5].tolist() == [5, 0, 4, 1, 9]
+    cifar = load_arrays("cifar10", data_dir)
+    assert cifar.variant == "CIFAR-10 (JPEG-q75)"
+    assert cifar.x_test.shape == (10000, 3, 32, 32)
+
+
+def test_data_dir_from_environment(monkeypatch, data_dir):
+    monkeypatch.setenv("TITN_DATA_DIR", data_dir)
+    load_arrays.cache_clear()
+    assert load_arrays("mnist").source.startswith(data_dir)
+
+
+def test_validation_split_is_disjoint_and_seed_independent(data_dir):
+    arrays = load_arrays("mnist", data_dir)
+    s = make_splits(arrays, DataConfig(val_size=5000))
+    assert len(s.y_train) == 55000 and len(s.y_val) == 5000 and len(s.y_test) == 10000
+    train_keys = {bytes(x.numpy()) for x in s.x_train[:2000]}
+    assert not any(bytes(x.numpy()) in train_keys for x in s.x_val[:500])
+    again = make_splits(arrays, DataConfig(val_size=5000))
+    assert torch.equal(again.y_val, s.y_val)
+    half = make_splits(arrays, DataConfig(val_size=5000, train_fraction=0.5))
+    assert len(half.y_train) == 27500
+
+
+def test_test_subset_covers_many_classes_even_when_file_is_class_sorted(data_dir):
+    s = make_splits(load_arrays("cifar10", data_dir), DataConfig(dataset="cifar10", test_subset=200))
+    assert len(s.y_test.unique()) == 10
+
+
+def test_batched_crop_and_flip_are_per_image():
+    x = torch.arange(2 * 8 * 8, dtype=torch.uint8).reshape(1, 2, 8, 8).repeat(64, 1, 1, 1)
+    g = torch.Generator().manual_seed(0)
+    cropped = random_crop(x, 2, g)
+    assert cropped.shape == x.shape
+    assert len({bytes(c.numpy()) for c in cropped}) > 10  # different offsets per image
+    flipped = random_flip(x, g)
+    n_flipped = sum(torch.equal(f, x[0].flip(-1)) for f in flipped)
+    assert 10 < n_flipped < 54
+
+
+def test_augment_with_cutmix_returns_probabilities():
+    aug = BatchAugment(DataConfig(dataset="cifar10", flip=True, crop_padding=4, cutmix_alpha=1.0), num_classes=10)
+    x = torch.randint(0, 256, (8, 3, 32, 32), dtype=torch.uint8)
+    out, y = aug(x, torch.arange(8), torch.Generator().manual_seed(0))
+    assert out.dtype == torch.float32 and out.shape == x.shape
+    assert y.shape == (8, 10) and torch.allclose(y.sum(1), torch.ones(8))

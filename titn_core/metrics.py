@@ -1,0 +1,42 @@
+"""Accuracy metrics and the evaluation pass over a split."""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor, nn
+
+from .data import batches, normalize
+
+
+def topk_correct(logits: Tensor, targets: Tensor, ks=(1, 5)) -> dict[int, int]:
+    """How many rows have the target among the top-k logits, for each k (k is capped at the class count)."""
+    kmax = min(max(ks), logits.shape[1])
+    top = logits.topk(kmax, dim=1).indices
+    hits = top == targets[:, None]
+    return {k: int(hits[:, : min(k, kmax)].any(dim=1).sum()) for k in ks}
+
+
+def confusion_matrix(preds: Tensor, targets: Tensor, num_classes: int) -> Tensor:
+    """(true, predicted) counts."""
+    idx = targets * num_classes + preds
+    return torch.bincount(idx, minlength=num_classes**2).reshape(num_classes, num_classes)
+
+
+@torch.inference_mode()
+def predict(model: nn.Module, x: Tensor, dataset: str, batch_size: int, device, autocast=None) -> Tensor:
+    """Logits for every image of a uint8 split, in order (float32 on CPU)."""
+    model.eval()
+    out = []
+    for idx in batches(len(x), batch_size):
+        xb = normalize(x[idx].to(device, non_blocking=True), dataset)
+        with autocast() if autocast else torch.autocast(device_type=torch.device(device).type, enabled=False):
+            out.append(model(xb).float().cpu())
+    return torch.cat(out) if out else torch.empty(0)
+
+
+def evaluate(model: nn.Module, x: Tensor, y: Tensor, dataset: str, batch_size: int, device, autocast=None) -> dict:
+    """top-1 / top-5 accuracy in percent."""
+    logits = predict(model, x, dataset, batch_size, device, autocast)
+    hits = topk_correct(logits, y.cpu())
+    n = max(len(y), 1)
+    return {"top1": 100.0 * hits[1] / n, "top5": 100.0 * hits[5] / n}

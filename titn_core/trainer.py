@@ -1,0 +1,379 @@
+"""One plain training loop for students (TITN/ViT, with or without a teacher) and for the CNN teachers.
+
+Reproducible by construction: every epoch re-seeds the global and data RNGs from (seed, epoch), so a run resumed
+from the checkpoint written at the end of epoch k continues exactly as if it had never stopped.
+
+Outputs of a run `results/<run-id>/`: config.json (with its hash), history.csv (one row per epoch, rewritten
+every epoch) and, only when the run is complete, metrics.json. Checkpoints (`checkpoints/<run-id>/last.pt` to
+resume, `best.pt` chosen on the validation split) are not committed.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pandas as pd
+import torch
+from torch import nn
+from tqdm.auto import tqdm
+
+from . import storage
+from .complexity import count_flops, count_params
+from .config import DistillConfig, RunConfig, build_config, kd_label, validate
+from .data import BatchAugment, batches, load_arrays, make_splits
+from .distill import DistillationLoss, StudentOutput, teacher_forward
+from .errors import TITNError
+from .metrics import evaluate
+from .model import TITN, build_titn
+from .teachers import ResNetTeacher, build_teacher
+
+
+@dataclass
+class RunResult:
+    run_id: str
+    run_dir: Path
+    checkpoint_dir: Path
+    config: RunConfig
+    metrics: dict
+    history: pd.DataFrame
+
+    @property
+    def complete(self) -> bool:
+        return bool(self.metrics.get("complete"))
+
+
+def pick_device(requested: str = "auto") -> torch.device:
+    """'auto' -> CUDA when present, else CPU. Asking for CUDA on a machine without it is an error, not a fallback."""
+    if requested == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if requested.startswith("cuda") and not torch.cuda.is_available():
+        raise TITNError(f"device {requested!r} requested but CUDA is not available; use --device cpu or auto")
+    if not requested.startswith(("cpu", "cuda")):
+        raise TITNError(f"unknown device {requested!r}; use auto, cpu or cuda[:N]")
+    return torch.device(requested)
+
+
+def autocast_factory(device: torch.device, amp: str):
+    """bf16 autocast on CUDA by default; on CPU only when asked for (it is not always faster there)."""
+    enabled = amp == "bf16" or (amp == "auto" and device.type == "cuda")
+    return lambda: torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=enabled)
+
+
+def build_model(cfg: RunConfig) -> nn.Module:
+    size, chans, classes = cfg.image_shape
+    if cfg.kind == "teacher":
+        return build_teacher(cfg.distill.teacher, chans, classes)
+    return build_titn(cfg.model, size, chans, classes)
+
+
+def model_from_checkpoint(state: dict) -> tuple[nn.Module, RunConfig]:
+    cfg = RunConfig.from_dict(state["config"])
+    model = build_model(cfg)
+    model.load_state_dict(state["model"])
+    return model, cfg
+
+
+def teacher_config(cfg: RunConfig) -> RunConfig:
+    """The teacher run a student reuses: same dataset and profile, seed 0, so every student seed shares it."""
+    t = build_config(cfg.data.dataset, cfg.profile, kind="teacher", teacher=cfg.distill.teacher)
+    t.data.data_dir, t.results_dir, t.checkpoint_dir = cfg.data.data_dir, cfg.results_dir, cfg.checkpoint_dir
+    t.device, t.progress = cfg.device, cfg.progress
+    return t
+
+
+def load_teacher(cfg: RunConfig, device: torch.device) -> tuple[ResNetTeacher, dict]:
+    """Load the teacher checkpoint (given, or the profile's teacher run, trained first if it does not exist)."""
+    path = cfg.distill.teacher_checkpoint
+    if path is None:
+        tcfg = teacher_config(cfg)
+        run = train(tcfg, resume=True)
+        path = run.checkpoint_dir / "best.pt"
+    state = storage.load_checkpoint(path)
+    tcfg = RunConfig.from_dict(state["config"])
+    if tcfg.kind != "teacher":
+        raise TITNError(f"{path} is a {tcfg.kind} checkpoint, not a teacher; pass a checkpoint from `teacher`")
+    if tcfg.data.dataset != cfg.data.dataset or tcfg.num_classes != cfg.num_classes:
+        raise TITNError(
+            f"teacher {path} was trained on {tcfg.data.dataset} ({tcfg.num_classes} classes) but the student "
+            f"trains on {cfg.data.dataset} ({cfg.num_classes}); use a teacher of the same dataset"
+        )
+    if tcfg.distill.teacher != cfg.distill.teacher:
+        raise TITNError(f"{path} holds a {tcfg.distill.teacher} teacher, not {cfg.distill.teacher}; fix --teacher")
+    teacher, _ = model_from_checkpoint(state)
+    teacher.to(device).eval().requires_grad_(False)
+    info = {"teacher_run_id": state.get("run_id"), "teacher_checkpoint": str(path)}
+    info["teacher_test_top1"] = state.get("metrics", {}).get("test_top1")
+    return teacher, info
+
+
+def lr_lambda(cfg: RunConfig, steps_per_epoch: int):
+    """Linear warm-up, then cosine decay to `min_lr_ratio` of the peak, per optimiser step."""
+    t = cfg.train
+    warmup = max(1, round(t.warmup_epochs * steps_per_epoch))
+    total = max(warmup + 1, t.epochs * steps_per_epoch)
+
+    def factor(step: int) -> float:
+        if step < warmup:
+            return (step + 1) / warmup
+        progress = (step - warmup) / (total - warmup)
+        return t.min_lr_ratio + (1 - t.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * min(progress, 1.0)))
+
+    return factor
+
+
+def make_optimizer(params: list[tuple[str, nn.Parameter]], cfg: RunConfig) -> torch.optim.Optimizer:
+    """AdamW; no weight decay on biases, norms, tokens and position embeddings (1-D or token-shaped tensors)."""
+    decay = [p for n, p in params if p.ndim >= 2 and not n.endswith(("_token", "pos_embed", "word_pos"))]
+    no_decay = [p for n, p in params if not (p.ndim >= 2 and not n.endswith(("_token", "pos_embed", "word_pos")))]
+    groups = [{"params": decay, "weight_decay": cfg.train.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+    return torch.optim.AdamW(groups, lr=cfg.train.lr, betas=(0.9, 0.999))
+
+
+def student_step_output(model: nn.Module, x: torch.Tensor, distill: DistillConfig, need_tokens: bool):
+    """Run the model being trained; for TITN keep the patch tokens of the distillation block if needed."""
+    if not isinstance(model, TITN):
+        return StudentOutput(model(x), None, None)
+    feats = model.forward_features(x, keep_hidden=need_tokens)
+    cls, dist = model.forward_head(feats.tokens)
+    tokens = feats.hidden[distill.student_layer][:, model.num_prefix :] if need_tokens else None
+    return StudentOutput(cls, dist, tokens)
+
+
+def _epoch_seed(seed: int, epoch: int) -> int:
+    return seed * 1_000_003 + epoch
+
+
+def _load_cached(cfg: RunConfig, run_dir: Path, ckpt_dir: Path) -> RunResult | None:
+    metrics_path = run_dir / "metrics.json"
+    if not metrics_path.exists():
+        return None
+    metrics = storage.read_json(metrics_path)
+    if metrics.get("config_hash") != cfg.hash() or not metrics.get("complete"):
+        return None
+    history = pd.read_csv(run_dir / "history.csv")
+    return RunResult(run_dir.name, run_dir, ckpt_dir, cfg, metrics, history)
+
+
+def train(cfg: RunConfig, resume: bool = False, force: bool = False, stop_after: int | None = None) -> RunResult:
+    """Train (or return the cached result of) one run.
+
+    resume: continue from `last.pt` if present. force: start over even if results or a checkpoint exist.
+    stop_after: stop after this many epochs in this call (simulates an interruption, for tests).
+    """
+    validate(cfg)
+    device = pick_device(cfg.device)
+    run_id = cfg.run_id or cfg.default_run_id()
+    run_dir, ckpt_dir = Path(cfg.results_dir) / run_id, Path(cfg.checkpoint_dir) / run_id
+    if not force and (cached := _load_cached(cfg, run_dir, ckpt_dir)) is not None:
+        return cached
+    last_path = ckpt_dir / "last.pt"
+    if last_path.exists() and not (resume or force):
+        raise TITNError(f"run {run_id} already has a checkpoint ({last_path}); pass --resume to continue it or --force")
+
+    arrays = load_arrays(cfg.data.dataset, cfg.data.data_dir)
+    splits = make_splits(arrays, cfg.data)
+    torch.manual_seed(cfg.train.seed)
+    model = build_model(cfg).to(device)
+    teacher, teacher_info = None, {}
+    d = cfg.distill
+    if cfg.kind == "student" and d.teacher is not None:
+        teacher, teacher_info = load_teacher(cfg, device)
+    student_dim = cfg.model.outer_dim
+    teacher_dim = teacher.stage_channels.get(d.teacher_layer) if teacher is not None else None
+    if teacher is not None and d.feature_weight > 0 and teacher_dim is None:
+        raise TITNError(f"teacher {d.teacher} has no stage {d.teacher_layer!r}; use one of {teacher.stage_names}")
+    distill_cfg = d if cfg.kind == "student" else DistillConfig()
+    grid = getattr(model, "grid", 1)
+    criterion = DistillationLoss(distill_cfg, student_dim, teacher_dim, grid, cfg.data.label_smoothing).to(device)
+    need_tokens = criterion.projector is not None
+    feature_layer = d.teacher_layer if need_tokens else None
+
+    named = list(model.named_parameters()) + [("distill." + n, p) for n, p in criterion.named_parameters()]
+    optimizer = make_optimizer(named, cfg)
+    steps_per_epoch = max(1, len(splits.y_train) // cfg.train.batch_size)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_lambda(cfg, steps_per_epoch))
+    augment = BatchAugment(cfg.data, cfg.num_classes)
+    autocast = autocast_factory(device, cfg.train.amp)
+
+    start_epoch, history, train_seconds, wall_seconds = 0, [], 0.0, 0.0
+    if resume and last_path.exists() and not force:
+        state = storage.load_checkpoint(last_path)
+        if state.get("config_hash") != cfg.hash():
+            raise TITNError(
+                f"{last_path} belongs to a different config (hash {state.get('config_hash', '?')[:8]} vs "
+                f"{cfg.hash()[:8]}); use another --run-id or --force to start over"
+            )
+        model.load_state_dict(state["model"])
+        criterion.load_state_dict(state["criterion"])
+        optimizer.load_state_dict(state["optimizer"])
+        scheduler.load_state_dict(state["scheduler"])
+        start_epoch, history = state["epoch"], state["history"]
+        train_seconds, wall_seconds = state["train_seconds"], state["wall_seconds"]
+
+    storage.atomic_write_json(run_dir / "config.json", {"config_hash": cfg.hash(), "run_id": run_id, **cfg.to_dict()})
+    params = count_params(model)
+    flops = count_flops(model, cfg.image_shape)
+    n_train = len(splits.y_train)
+    label = f"{run_id}"
+    for epoch in range(start_epoch, cfg.train.epochs):
+        t_wall = time.perf_counter()
+        torch.manual_seed(_epoch_seed(cfg.train.seed, epoch))
+        gen = torch.Generator().manual_seed(_epoch_seed(cfg.train.seed, epoch) + 1)
+        model.train()
+        criterion.train()
+        sums = {"loss": 0.0, "correct": 0, "seen": 0}
+        term_sums: dict[str, float] = {}
+        t_train = time.perf_counter()
+        bar = tqdm(
+            batches(n_train, cfg.train.batch_size, gen, drop_last=True),
+            total=steps_per_epoch,
+            desc=f"{label} epoch {epoch + 1}/{cfg.train.epochs}",
+            disable=None if cfg.progress else True,
+            leave=False,
+        )
+        for step, idx in enumerate(bar):
+            x, y = augment(splits.x_train[idx].to(device), splits.y_train[idx].to(device), gen)
+            with autocast():
+                out = student_step_output(model, x, d, need_tokens)
+                t_out = teacher_forward(teacher, x, feature_layer) if teacher is not None else None
+                loss, terms = criterion(out, y, t_out)
+            if not torch.isfinite(loss):
+                kept = (
+                    f"the last good checkpoint {last_path} (epoch {start_epoch})"
+                    if last_path.exists()
+                    else "no checkpoint"
+                )
+                raise TITNError(
+                    f"loss became {loss.item()} at epoch {epoch + 1} step {step}; stopped, {kept} is kept; "
+                    "lower train.lr or train.grad_clip and --resume"
+                )
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            if cfg.train.grad_clip > 0:
+                nn.utils.clip_grad_norm_([p for _, p in named], cfg.train.grad_clip)
+            optimizer.step()
+            scheduler.step()
+            hard = y if y.ndim == 1 else y.argmax(dim=1)
+            sums["loss"] += loss.item() * len(idx)
+            sums["correct"] += int((out.cls_logits.argmax(dim=1) == hard).sum())
+            sums["seen"] += len(idx)
+            for k, v in terms.items():
+                term_sums[k] = term_sums.get(k, 0.0) + v.item() * len(idx)
+            bar.set_postfix(loss=f"{sums['loss'] / sums['seen']:.3f}")
+        epoch_train_s = time.perf_counter() - t_train
+        train_seconds += epoch_train_s
+
+        val = evaluate(model, splits.x_val, splits.y_val, cfg.data.dataset, cfg.train.eval_batch_size, device, autocast)
+        test = evaluate(
+            model, splits.x_test, splits.y_test, cfg.data.dataset, cfg.train.eval_batch_size, device, autocast
+        )
+        wall_seconds += time.perf_counter() - t_wall
+        row = {
+            "epoch": epoch + 1,
+            "lr": optimizer.param_groups[0]["lr"],
+            "train_loss": sums["loss"] / max(sums["seen"], 1),
+            "train_top1": 100.0 * sums["correct"] / max(sums["seen"], 1),
+            **{f"train_{k}": v / max(sums["seen"], 1) for k, v in sorted(term_sums.items())},
+            "val_top1": val["top1"],
+            "val_top5": val["top5"],
+            "test_top1": test["top1"],
+            "test_top5": test["top5"],
+            "epoch_train_seconds": epoch_train_s,
+            "train_images_per_s": sums["seen"] / epoch_train_s,
+            "wall_seconds": wall_seconds,
+        }
+        history.append(row)
+        print(
+            f"[{run_id}] epoch {epoch + 1}/{cfg.train.epochs} loss {row['train_loss']:.4f} "
+            f"val {val['top1']:.2f} test {test['top1']:.2f}/{test['top5']:.2f} "
+            f"({row['train_images_per_s']:.0f} img/s)",
+            flush=True,
+        )
+        best_before = max((h["val_top1"] for h in history[:-1]), default=-1.0)
+        if val["top1"] > best_before or len(history) == 1:
+            best_state = {"model": model.state_dict(), "config": cfg.to_dict(), "run_id": run_id, "epoch": epoch + 1}
+            best_state["metrics"] = {"val_top1": val["top1"], "test_top1": test["top1"], "test_top5": test["top5"]}
+            storage.save_checkpoint(ckpt_dir / "best.pt", best_state)
+        storage.save_checkpoint(
+            last_path,
+            {
+                "model": model.state_dict(),
+                "criterion": criterion.state_dict(),
+                "optimizer": optimizer.state_dict(),
+                "scheduler": scheduler.state_dict(),
+                "epoch": epoch + 1,
+                "history": history,
+                "train_seconds": train_seconds,
+                "wall_seconds": wall_seconds,
+                "config": cfg.to_dict(),
+                "config_hash": cfg.hash(),
+                "run_id": run_id,
+            },
+        )
+        storage.atomic_write_text(run_dir / "history.csv", pd.DataFrame(history).to_csv(index=False))
+        if stop_after is not None and epoch + 1 - start_epoch >= stop_after and epoch + 1 < cfg.train.epochs:
+            return RunResult(run_id, run_dir, ckpt_dir, cfg, {"complete": False}, pd.DataFrame(history))
+
+    hist = pd.DataFrame(history)
+    best = hist.loc[hist["val_top1"].idxmax()]
+    last = hist.iloc[-1]
+    metrics = {
+        "run_id": run_id,
+        "config_hash": cfg.hash(),
+        "complete": True,
+        "kind": cfg.kind,
+        "dataset": cfg.data.dataset,
+        "data_variant": splits.variant,
+        "data_sha256": splits.sha256,
+        "model": cfg.distill.teacher if cfg.kind == "teacher" else cfg.model.preset,
+        "inner": cfg.model.inner if cfg.kind == "student" else None,
+        "kd": kd_label(cfg.distill) if cfg.kind == "student" else None,
+        "teacher": cfg.distill.teacher if cfg.kind == "student" else None,
+        **teacher_info,
+        "profile": cfg.profile,
+        "seed": cfg.train.seed,
+        "epochs": cfg.train.epochs,
+        "train_images": n_train,
+        "test_images": len(splits.y_test),
+        "test_top1": float(last["test_top1"]),
+        "test_top5": float(last["test_top5"]),
+        "val_top1": float(last["val_top1"]),
+        "best_epoch": int(best["epoch"]),
+        "best_val_top1": float(best["val_top1"]),
+        "best_test_top1": float(best["test_top1"]),
+        "best_test_top5": float(best["test_top5"]),
+        "params": params,
+        "flops": flops,
+        "train_seconds": train_seconds,
+        "wall_seconds": wall_seconds,
+        "train_images_per_s": float(hist["train_images_per_s"].mean()),
+        "device": str(device) if device.type == "cpu" else torch.cuda.get_device_name(device),
+        "amp": cfg.train.amp,
+        "environment": storage.environment(),
+        "finished_at": datetime.now(UTC).isoformat(timespec="seconds"),
+    }
+    storage.atomic_write_json(run_dir / "metrics.json", metrics)  # written last: its presence means complete
+    return RunResult(run_id, run_dir, ckpt_dir, cfg, metrics, hist)
+
+
+def evaluate_checkpoint(path: str | Path, data_dir: str | None = None, device: str = "auto") -> dict:
+    """Test-split top-1/top-5 of a saved model (best.pt or last.pt) on its own dataset."""
+    state = storage.load_checkpoint(path)
+    model, cfg = model_from_checkpoint(state)
+    dev = pick_device(device)
+    arrays = load_arrays(cfg.data.dataset, data_dir or cfg.data.data_dir)
+    splits = make_splits(arrays, cfg.data)
+    model.to(dev)
+    result = evaluate(model, splits.x_test, splits.y_test, cfg.data.dataset, cfg.train.eval_batch_size, dev)
+    return {
+        "checkpoint": str(path),
+        "run_id": state.get("run_id"),
+        "epoch": state.get("epoch"),
+        "dataset": cfg.data.dataset,
+        "data_variant": splits.variant,
+        **result,
+    }
