@@ -206,7 +206,7 @@ def _profile_settings(profile: str, dataset: str, kind: str) -> tuple[str, dict,
     aug = dict(crop_padding=4, flip=True) if cifar else dict(crop_padding=2, flip=False)
     if profile == "smoke":
         data = dict(aug, val_size=500, train_subset=4096, test_subset=1000)
-        train = dict(epochs=3, batch_size=64, lr=3e-3, warmup_epochs=0.2)
+        train = dict(epochs=1 if kind == "teacher" else 3, batch_size=64, lr=3e-3, warmup_epochs=0.2)
         return "titn-smoke", data, train
     if profile == "cpu":
         epochs = {"mnist": 12, "cifar10": 40, "cifar100": 40}[dataset]

@@ -217,6 +217,7 @@ def train(cfg: RunConfig, resume: bool = False, force: bool = False, stop_after:
     storage.atomic_write_json(run_dir / "config.json", {"config_hash": cfg.hash(), "run_id": run_id, **cfg.to_dict()})
     params = count_params(model)
     flops = count_flops(model, cfg.image_shape)
+    env = storage.environment()  # captured now: it names the code that starts (or resumes) the run
     n_train = len(splits.y_train)
     label = f"{run_id}"
     for epoch in range(start_epoch, cfg.train.epochs):
@@ -353,7 +354,7 @@ def train(cfg: RunConfig, resume: bool = False, force: bool = False, stop_after:
         "train_images_per_s": float(hist["train_images_per_s"].mean()),
         "device": str(device) if device.type == "cpu" else torch.cuda.get_device_name(device),
         "amp": cfg.train.amp,
-        "environment": storage.environment(),
+        "environment": env,
         "finished_at": datetime.now(UTC).isoformat(timespec="seconds"),
     }
     storage.atomic_write_json(run_dir / "metrics.json", metrics)  # written last: its presence means complete

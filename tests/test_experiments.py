@@ -1,0 +1,47 @@
+"""The smoke plan end to end through papermill (real kernel, real notebooks, real MNIST), then a cache hit."""
+
+import json
+
+import pytest
+
+from titn_core import results
+from titn_core.errors import TITNError
+from titn_core.experiments import Job, load_plan, run_plan
+from titn_core.notebook import check_parameters
+
+
+def test_smoke_plan_runs_then_is_cached(tmp_path, data_dir):
+    where = {"results_dir": str(tmp_path / "results"), "checkpoint_dir": str(tmp_path / "ckpt"), "data_dir": data_dir}
+    jobs = load_plan("plans/smoke.yaml", where)
+    assert len(jobs) == 5
+    first = run_plan(jobs)
+    assert first["failed"] == [] and first["ran"] == 5
+    for job in jobs:
+        assert job.executed_path.exists() and json.loads(job.record_path.read_text())["complete"]
+    index = results.load(where["results_dir"])
+    assert {"teacher", "student"} <= set(index["kind"]) and (index["test_top1"] > 10).all()
+    assert (tmp_path / "results" / "ablations" / "inner-mnist-smoke" / "summary.csv").exists()
+    stamps = {p: p.stat().st_mtime_ns for p in (tmp_path / "results").rglob("metrics.json")}
+    second = run_plan(load_plan("plans/smoke.yaml", where))
+    assert second == {"ran": 0, "cached": 5, "failed": []}
+    assert stamps == {p: p.stat().st_mtime_ns for p in (tmp_path / "results").rglob("metrics.json")}
+
+
+def test_failed_job_is_reported_and_the_plan_goes_on(tmp_path, data_dir):
+    where = {"results_dir": str(tmp_path / "r"), "checkpoint_dir": str(tmp_path / "c"), "data_dir": data_dir}
+    bad = Job("train_teacher.ipynb", {"dataset": "mnist", "profile": "smoke", "epochs": "two", **where})
+    summary = run_plan([bad])
+    assert summary["ran"] == 0 and len(summary["failed"]) == 1
+    failure = summary["failed"][0]
+    assert "'epochs' must be int" in failure["error"]
+    assert failure["notebook"].endswith("train_teacher.failed.ipynb")
+
+
+def test_parameter_checks_name_the_parameter():
+    ns = {"__annotations__": {"epochs": "int", "lr": "float"}, "epochs": "ten", "lr": 1}
+    with pytest.raises(TITNError, match="'epochs' must be int"):
+        check_parameters(ns, set(ns))
+    ns = {"__annotations__": {"epochs": "int"}, "epochs": 3, "colour": "red"}
+    with pytest.raises(TITNError, match="unknown notebook parameter.*colour"):
+        check_parameters(ns, {"__annotations__", "epochs"})
+    assert check_parameters({"__annotations__": {"lr": "float"}, "lr": 1}, {"__annotations__", "lr"}) == {"lr": 1.0}

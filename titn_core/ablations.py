@@ -1,0 +1,70 @@
+"""Ablation families: named lists of variants, each a set of config overrides on one base run.
+
+The paper's own ablations (distillation on/off, its settings) and ours (inner transformer on/off, patch/word
+size, depth/width, temperature and weights, teacher choice, training-data fraction). The notebook
+`ablation.ipynb` trains every variant of one family and plots them; all variants share dataset, profile and seed.
+"""
+
+from __future__ import annotations
+
+from .config import RunConfig, build_config
+from .errors import TITNError
+
+# family -> list of (label, build_config keyword arguments, overrides)
+FAMILIES: dict[str, list[tuple[str, dict, dict]]] = {
+    "distillation": [
+        ("no KD", dict(kd="none"), {}),
+        ("soft logits", dict(kd="soft"), {}),
+        ("hard (dist. token)", dict(kd="hard"), {}),
+        ("feature only", dict(kd="feature"), {}),
+        ("soft + feature", dict(kd="soft+feature"), {}),
+        ("paper: hard + feature", dict(kd="paper"), {}),
+    ],
+    "inner": [
+        ("TITN (inner on)", dict(kd="none"), {}),
+        ("ViT (inner off)", dict(kd="none"), {"model.inner": False}),
+        ("TITN + KD", dict(kd="paper"), {}),
+        ("ViT + KD", dict(kd="paper"), {"model.inner": False}),
+    ],
+    "patch": [
+        ("patch 4, word 1", dict(kd="none"), {"model.patch_size": 4, "model.word_size": 1}),
+        ("patch 4, word 2", dict(kd="none"), {"model.patch_size": 4, "model.word_size": 2}),
+        ("patch 8, word 2", dict(kd="none"), {"model.patch_size": 8, "model.word_size": 2}),
+        ("patch 8, word 4", dict(kd="none"), {"model.patch_size": 8, "model.word_size": 4}),
+    ],
+    "size": [
+        ("depth 4", dict(kd="none"), {"model.depth": 4}),
+        ("depth 6", dict(kd="none"), {"model.depth": 6}),
+        ("depth 8", dict(kd="none"), {"model.depth": 8}),
+        ("width 96", dict(kd="none"), {"model.outer_dim": 96, "model.outer_heads": 3}),
+        ("width 192", dict(kd="none"), {"model.outer_dim": 192, "model.outer_heads": 6}),
+    ],
+    "temperature": [(f"T={t}", dict(kd="soft"), {"distill.temperature": t}) for t in (1.0, 2.0, 4.0, 8.0)],
+    "weights": [
+        *((f"alpha={a}", dict(kd="soft"), {"distill.alpha": a}) for a in (0.1, 0.5, 0.9)),
+        *((f"feature x{w}", dict(kd="paper"), {"distill.feature_weight": w}) for w in (0.0, 0.5, 1.0, 2.0)),
+    ],
+    "teacher": [
+        ("no teacher", dict(kd="none"), {}),
+        ("resnet-small", dict(kd="paper", teacher="resnet-small"), {}),
+        ("resnet18", dict(kd="paper", teacher="resnet18"), {}),
+    ],
+    "data": [
+        (f"{int(f * 100)}% data{', KD' if kd != 'none' else ''}", dict(kd=kd), {"data.train_fraction": f})
+        for kd in ("none", "paper")
+        for f in (0.1, 0.25, 0.5, 1.0)
+    ],
+}
+
+
+def family_configs(family: str, dataset: str, profile: str, seed: int = 0, epochs: int | None = None):
+    """[(label, RunConfig)] for one family; raises with the known families if the name is wrong."""
+    if family not in FAMILIES:
+        raise TITNError(f"unknown ablation family {family!r}; choose one of: {', '.join(FAMILIES)}")
+    out: list[tuple[str, RunConfig]] = []
+    for label, kwargs, overrides in FAMILIES[family]:
+        over = {"train.seed": seed, **overrides}
+        if epochs:
+            over["train.epochs"] = epochs
+        out.append((label, build_config(dataset, profile, **kwargs, overrides=over)))
+    return out

@@ -1,0 +1,83 @@
+"""Figures shared by the notebooks and the book (matplotlib/seaborn), each returning its Figure."""
+
+from __future__ import annotations
+
+import matplotlib.pyplot as plt
+import pandas as pd
+import seaborn as sns
+import torch
+
+
+def curves(history: pd.DataFrame, title: str = ""):
+    """Accuracy (train/val/test top-1) and training loss per epoch."""
+    fig, (ax_acc, ax_loss) = plt.subplots(1, 2, figsize=(10, 3.5))
+    long = history.melt("epoch", ["train_top1", "val_top1", "test_top1"], var_name="split", value_name="top-1 (%)")
+    sns.lineplot(long, x="epoch", y="top-1 (%)", hue="split", marker="o", ax=ax_acc)
+    sns.lineplot(history, x="epoch", y="train_loss", marker="o", ax=ax_loss)
+    ax_loss.set_ylabel("training loss")
+    fig.suptitle(title)
+    fig.tight_layout()
+    return fig
+
+
+def confusion(cm: pd.DataFrame, title: str = ""):
+    fig, ax = plt.subplots(figsize=(6, 5))
+    sns.heatmap(cm, annot=len(cm) <= 10, fmt="d", cmap="Blues", cbar=False, ax=ax)
+    ax.set_title(title)
+    fig.tight_layout()
+    return fig
+
+
+def _show(ax, image: torch.Tensor) -> None:
+    img = image.permute(1, 2, 0).numpy()
+    ax.imshow(img.squeeze(-1) if img.shape[-1] == 1 else img, cmap="gray" if img.shape[-1] == 1 else None)
+    ax.axis("off")
+
+
+def predictions(images: torch.Tensor, labels, logits, names: list[str], n: int = 12):
+    """A grid of test images with predicted / true class (red when wrong)."""
+    fig, axes = plt.subplots(1, n, figsize=(1.3 * n, 1.8))
+    preds = logits.argmax(1)
+    for i, ax in enumerate(axes):
+        _show(ax, images[i])
+        ok = preds[i] == labels[i]
+        ax.set_title(f"{names[preds[i]]}\n({names[labels[i]]})", fontsize=8, color="black" if ok else "red")
+    fig.tight_layout()
+    return fig
+
+
+def bars(df: pd.DataFrame, x: str, y: str = "test_top1", hue: str | None = None, title: str = ""):
+    """Bar plot with error bars (standard deviation) when several seeds share a label."""
+    fig, ax = plt.subplots(figsize=(max(5, 1.1 * df[x].nunique()), 3.5))
+    sns.barplot(df, x=x, y=y, hue=hue, errorbar="sd", ax=ax)
+    low = max(0.0, df[y].min() - 5)
+    ax.set_ylim(low, min(100.0, df[y].max() + 2))
+    ax.set_ylabel("test top-1 (%)" if y == "test_top1" else y)
+    ax.tick_params(axis="x", rotation=30)
+    ax.set_title(title)
+    fig.tight_layout()
+    return fig
+
+
+def attention_overlays(images: torch.Tensor, maps, n: int = 6):
+    """Per image: the input, the class-token rollout, and the inner (pixel-level) attention of the last block."""
+    from .attention import upsample
+
+    size = images.shape[-1]
+    rows = 3 if maps.inner is not None else 2
+    fig, axes = plt.subplots(rows, n, figsize=(1.6 * n, 1.6 * rows))
+    roll = upsample(maps.rollout, size)
+    inner = upsample(maps.inner[:, -1], size) if maps.inner is not None else None
+    for i in range(n):
+        _show(axes[0, i], images[i])
+        _show(axes[1, i], images[i])
+        axes[1, i].imshow(roll[i].numpy(), cmap="inferno", alpha=0.6)
+        if inner is not None:
+            _show(axes[2, i], images[i])
+            axes[2, i].imshow(inner[i].numpy(), cmap="viridis", alpha=0.6)
+    axes[0, 0].set_title("input", fontsize=8, loc="left")
+    axes[1, 0].set_title("outer rollout (class token)", fontsize=8, loc="left")
+    if inner is not None:
+        axes[2, 0].set_title("inner attention, last block", fontsize=8, loc="left")
+    fig.tight_layout()
+    return fig

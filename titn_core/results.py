@@ -1,0 +1,29 @@
+"""The results index: every complete run under results/ as one tidy pandas DataFrame (what the book reads)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+
+from . import storage
+
+COLUMNS = [
+    "run_id", "kind", "dataset", "data_variant", "model", "inner", "kd", "teacher", "profile", "seed", "epochs",
+    "test_top1", "test_top5", "best_test_top1", "best_test_top5", "best_val_top1", "best_epoch", "params", "flops",
+    "wall_seconds", "train_images_per_s", "device", "teacher_test_top1", "config_hash",
+]  # fmt: skip
+
+
+def load(results_dir: str | Path = "results") -> pd.DataFrame:
+    """One row per complete run (a metrics.json that says complete); partial runs are never listed."""
+    rows = []
+    for path in sorted(Path(results_dir).glob("*/metrics.json")):
+        m = storage.read_json(path)
+        if m.get("complete"):
+            rows.append({c: m.get(c) for c in COLUMNS} | {"path": str(path.parent)})
+    return pd.DataFrame(rows, columns=COLUMNS + ["path"])
+
+
+def history(run_dir: str | Path) -> pd.DataFrame:
+    return pd.read_csv(Path(run_dir) / "history.csv")
