@@ -57,12 +57,16 @@ FAMILIES: dict[str, list[tuple[str, dict, dict]]] = {
 }
 
 
-def family_configs(family: str, dataset: str, profile: str, seed: int = 0, epochs: int | None = None):
-    """[(label, RunConfig)] for one family; raises with the known families if the name is wrong."""
+def check_family(family: str) -> str:
     if family not in FAMILIES:
         raise TITNError(f"unknown ablation family {family!r}; choose one of: {', '.join(FAMILIES)}")
+    return family
+
+
+def family_configs(family: str, dataset: str, profile: str, seed: int = 0, epochs: int | None = None):
+    """[(label, RunConfig)] for one family; raises with the known families if the name is wrong."""
     out: list[tuple[str, RunConfig]] = []
-    for label, kwargs, overrides in FAMILIES[family]:
+    for label, kwargs, overrides in FAMILIES[check_family(family)]:
         over = {"train.seed": seed, **overrides}
         if epochs:
             over["train.epochs"] = epochs

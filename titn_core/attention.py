@@ -36,8 +36,7 @@ def attention_maps(model: TITN, images: Tensor) -> AttentionMaps:
     inner = None
     if feats.inner_attn:
         received = torch.stack([a.mean(1).mean(1) for a in feats.inner_attn], dim=1)  # (B*N, depth, m)
-        received = received.reshape(B, g, g, -1, s, s).permute(0, 3, 1, 4, 2, 5).reshape(B, -1, g * s, g * s)
-        inner = received
+        inner = received.reshape(B, g, g, -1, s, s).permute(0, 3, 1, 4, 2, 5).reshape(B, -1, g * s, g * s)
     return AttentionMaps(cls_to_patches, rollout(outer, p).reshape(B, g, g), inner)
 
 

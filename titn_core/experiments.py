@@ -25,7 +25,7 @@ import yaml
 from tqdm.auto import tqdm
 
 from . import storage
-from .ablations import FAMILIES
+from .ablations import check_family
 from .config import RunConfig, build_config
 from .errors import TITNError
 
@@ -35,7 +35,8 @@ KERNEL = "titn-book"
 LOCATION_PARAMS = ("data_dir", "results_dir", "checkpoint_dir")  # where things live: not part of the job key
 
 
-def _locate(cfg: RunConfig, data_dir: str, results_dir: str, checkpoint_dir: str) -> RunConfig:
+def locate(cfg: RunConfig, data_dir: str, results_dir: str, checkpoint_dir: str) -> RunConfig:
+    """Point a notebook's run at its folders (empty data_dir = the default search) and silence progress bars."""
     cfg.data.data_dir = data_dir or None
     cfg.results_dir, cfg.checkpoint_dir, cfg.progress = results_dir, checkpoint_dir, False
     return cfg
@@ -48,7 +49,7 @@ def titn_config(
     """The student run that `train_titn.ipynb` (and `attention.ipynb`) use for these parameters."""
     overrides = {"train.seed": seed, **({"train.epochs": epochs} if epochs else {})}
     cfg = build_config(dataset, profile, model=model or None, teacher=teacher or None, kd=kd, overrides=overrides)
-    return _locate(cfg, data_dir, results_dir, checkpoint_dir)
+    return locate(cfg, data_dir, results_dir, checkpoint_dir)
 
 
 def teacher_run_config(
@@ -58,7 +59,7 @@ def teacher_run_config(
     """The teacher run of `train_teacher.ipynb`: the same one a distilled student reuses (seed 0)."""
     overrides = {"train.epochs": epochs} if epochs else {}
     cfg = build_config(dataset, profile, kind="teacher", teacher=teacher or None, overrides=overrides)
-    return _locate(cfg, data_dir, results_dir, checkpoint_dir)
+    return locate(cfg, data_dir, results_dir, checkpoint_dir)
 
 
 def output_dir(notebook: str, params: dict) -> Path:
@@ -71,9 +72,7 @@ def output_dir(notebook: str, params: dict) -> Path:
     if stem == "train_teacher":
         return results / teacher_run_config(**params).default_run_id()
     if stem == "ablation":
-        family = params.get("family", "distillation")
-        if family not in FAMILIES:
-            raise TITNError(f"unknown ablation family {family!r}; choose one of: {', '.join(FAMILIES)}")
+        family = check_family(params.get("family", "distillation"))
         return results / "ablations" / f"{family}-{params.get('dataset', 'mnist')}-{params.get('profile', 'smoke')}"
     raise TITNError(f"unknown notebook {notebook!r}; plans may use train_teacher, train_titn, ablation, attention")
 
@@ -93,15 +92,23 @@ class Job:
             self.out_dir = results / "invalid-jobs" / f"{Path(self.notebook).stem}-{self.key[:8]}"
 
     @property
+    def semantic_parameters(self) -> dict:
+        """The parameters that change what the job computes (not where its files live)."""
+        return {k: v for k, v in self.parameters.items() if k not in LOCATION_PARAMS}
+
+    @property
     def key(self) -> str:
         """Same notebook + same (non-location) parameters = same job."""
-        semantic = {k: v for k, v in self.parameters.items() if k not in LOCATION_PARAMS}
-        blob = json.dumps({"notebook": self.notebook, "parameters": semantic}, sort_keys=True)
+        blob = json.dumps({"notebook": self.notebook, "parameters": self.semantic_parameters}, sort_keys=True)
         return hashlib.sha256(blob.encode()).hexdigest()
 
     @property
     def executed_path(self) -> Path:
         return self.out_dir / Path(self.notebook).name
+
+    @property
+    def failed_path(self) -> Path:
+        return self.out_dir / f"{self.executed_path.stem}.failed.ipynb"
 
     @property
     def record_path(self) -> Path:
@@ -117,8 +124,7 @@ class Job:
         return record.get("complete") is True and record.get("key") == self.key and self.executed_path.exists()
 
     def label(self) -> str:
-        shown = {k: v for k, v in self.parameters.items() if k not in LOCATION_PARAMS}
-        return f"{self.notebook} {shown}"
+        return f"{self.notebook} {self.semantic_parameters}"
 
 
 def load_plan(path: str | Path, overrides: dict | None = None) -> list[Job]:
@@ -165,7 +171,7 @@ def run_job(job: Job) -> None:
         )
     except BaseException:
         if tmp.exists():
-            tmp.replace(job.out_dir / f"{job.executed_path.stem}.failed.ipynb")
+            tmp.replace(job.failed_path)
         raise
     tmp.replace(job.executed_path)
     record = {"complete": True, "key": job.key, "parameters": job.parameters, "seconds": time.perf_counter() - start}
@@ -194,8 +200,7 @@ def run_plan(jobs: list[Job]) -> dict:
         except KeyboardInterrupt:
             raise
         except Exception as e:  # noqa: BLE001 - a failed job must not stop the plan
-            failed = job.out_dir / f"{job.executed_path.stem}.failed.ipynb"
-            summary["failed"].append({"job": job.label(), "error": _error_line(e), "notebook": str(failed)})
+            summary["failed"].append({"job": job.label(), "error": _error_line(e), "notebook": str(job.failed_path)})
             print(f"FAILED   {job.label()}: {_error_line(e)}", flush=True)
             if not isinstance(e, TITNError) and "PapermillExecutionError" not in type(e).__name__:
                 traceback.print_exc()
