@@ -34,9 +34,17 @@ def predict(model: nn.Module, x: Tensor, dataset: str, batch_size: int, device, 
     return torch.cat(out) if out else torch.empty(0)
 
 
+def count_hits(model: nn.Module, x: Tensor, y: Tensor, dataset: str, batch_size: int, device, autocast=None) -> dict:
+    """Top-1 / top-5 hit counts and the image count: sums of these combine exactly across processes."""
+    hits = topk_correct(predict(model, x, dataset, batch_size, device, autocast), y.cpu())
+    return {"top1": hits[1], "top5": hits[5], "n": len(y)}
+
+
+def as_percent(counts: dict) -> dict:
+    n = max(counts["n"], 1)
+    return {"top1": 100.0 * counts["top1"] / n, "top5": 100.0 * counts["top5"] / n}
+
+
 def evaluate(model: nn.Module, x: Tensor, y: Tensor, dataset: str, batch_size: int, device, autocast=None) -> dict:
     """top-1 / top-5 accuracy in percent."""
-    logits = predict(model, x, dataset, batch_size, device, autocast)
-    hits = topk_correct(logits, y.cpu())
-    n = max(len(y), 1)
-    return {"top1": 100.0 * hits[1] / n, "top5": 100.0 * hits[5] / n}
+    return as_percent(count_hits(model, x, y, dataset, batch_size, device, autocast))

@@ -106,3 +106,14 @@ def _git_commit() -> str | None:
     except (OSError, subprocess.CalledProcessError):
         return None
     return head.stdout.strip() + ("+dirty" if dirty.stdout.strip() else "")
+
+
+def check_writable(folder: str | Path, option: str) -> None:
+    """Create `folder` and prove a file can be written there, before any work that would be lost otherwise."""
+    folder = Path(folder)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=folder):
+            pass
+    except OSError as e:
+        raise TITNError(f"cannot write to {folder} ({e.strerror}); pass a writable {option}") from e

@@ -21,13 +21,13 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from . import storage
+from . import distributed, storage
 from .complexity import count_flops, count_params
 from .config import DistillConfig, RunConfig, build_config, kd_label, validate
 from .data import BatchAugment, batches, load_arrays, make_splits
-from .distill import DistillationLoss, StudentOutput, teacher_forward
+from .distill import DistillationLoss, StudentOutput, TeacherOutput, teacher_forward
 from .errors import TITNError
-from .metrics import evaluate
+from .metrics import as_percent, count_hits, evaluate
 from .model import TITN, build_titn
 from .teachers import ResNetTeacher, build_teacher
 
@@ -90,7 +90,8 @@ def load_teacher(cfg: RunConfig, device: torch.device) -> tuple[ResNetTeacher, d
     path = cfg.distill.teacher_checkpoint
     if path is None:
         tcfg = teacher_config(cfg)
-        run = train(tcfg, resume=True)
+        with torch.random.fork_rng():  # the student's initialisation must not depend on whether this trains
+            run = train(tcfg, resume=True)
         path = run.checkpoint_dir / "best.pt"
     state = storage.load_checkpoint(path)
     tcfg = RunConfig.from_dict(state["config"])
@@ -143,6 +144,19 @@ def student_step_output(model: nn.Module, x: torch.Tensor, distill: DistillConfi
     return StudentOutput(cls, dist, tokens)
 
 
+class TrainStep(nn.Module):
+    """The trained model and its loss in one module, so DDP also averages the feature projector's gradients."""
+
+    def __init__(self, model: nn.Module, criterion: DistillationLoss, distill: DistillConfig):
+        super().__init__()
+        self.model, self.criterion, self.distill = model, criterion, distill
+
+    def forward(self, x: torch.Tensor, y: torch.Tensor, teacher_out: TeacherOutput | None):
+        out = student_step_output(self.model, x, self.distill, self.criterion.projector is not None)
+        loss, terms = self.criterion(out, y, teacher_out)
+        return loss, terms, out.cls_logits
+
+
 def _epoch_seed(seed: int, epoch: int) -> int:
     return seed * 1_000_003 + epoch
 
@@ -151,21 +165,60 @@ def _load_cached(cfg: RunConfig, run_dir: Path, ckpt_dir: Path) -> RunResult | N
     metrics_path = run_dir / "metrics.json"
     if not metrics_path.exists():
         return None
-    metrics = storage.read_json(metrics_path)
+    metrics = storage.read_json(metrics_path)  # a torn file raises: reported, never taken for a result
     if metrics.get("config_hash") != cfg.hash() or not metrics.get("complete"):
         return None
     history = pd.read_csv(run_dir / "history.csv")
     return RunResult(run_dir.name, run_dir, ckpt_dir, cfg, metrics, history)
 
 
+def _accuracy(model, x, y, cfg: RunConfig, device, autocast, ctx: distributed.Context) -> dict:
+    """top-1/top-5 in percent over a split, each process scoring every world_size-th image."""
+    x, y, data = ctx.spread(x), ctx.spread(y), cfg.data.dataset
+    return as_percent(ctx.sum(count_hits(model, x, y, data, cfg.train.eval_batch_size, device, autocast)))
+
+
+def _nan_message(loss: torch.Tensor, epoch: int, step: int, last_path: Path, start_epoch: int) -> str:
+    kept = f"the last good checkpoint {last_path} (epoch {start_epoch})" if last_path.exists() else "no checkpoint"
+    return (
+        f"loss became {loss.item()} at epoch {epoch + 1} step {step}; stopped, {kept} is kept; "
+        "lower train.lr or train.grad_clip and --resume"
+    )
+
+
+def _save_epoch(cfg: RunConfig, run_id: str, run_dir: Path, ckpt_dir: Path, progress: dict, model, criterion,
+                optimizer, scheduler) -> None:  # fmt: skip
+    """After each epoch: best.pt if validation improved, last.pt to resume from, and history.csv."""
+    history = progress["history"]
+    best_before = max((h["val_top1"] for h in history[:-1]), default=-1.0)
+    latest = history[-1]
+    if latest["val_top1"] > best_before or len(history) == 1:
+        best_state = {"model": model.state_dict(), "config": cfg.to_dict(), "run_id": run_id, "epoch": latest["epoch"]}
+        best_state["metrics"] = {k: latest[k] for k in ("val_top1", "test_top1", "test_top5")}
+        storage.save_checkpoint(ckpt_dir / "best.pt", best_state)
+    last_state = {
+        "model": model.state_dict(),
+        "criterion": criterion.state_dict(),
+        "optimizer": optimizer.state_dict(),
+        "scheduler": scheduler.state_dict(),
+        **progress,
+        "config": cfg.to_dict(),
+        "config_hash": cfg.hash(),
+        "run_id": run_id,
+    }
+    storage.save_checkpoint(ckpt_dir / "last.pt", last_state)
+    storage.atomic_write_text(run_dir / "history.csv", pd.DataFrame(history).to_csv(index=False))
+
+
 def train(cfg: RunConfig, resume: bool = False, force: bool = False, stop_after: int | None = None) -> RunResult:
-    """Train (or return the cached result of) one run.
+    """Train (or return the cached result of) one run; under `torchrun`, one data-parallel process of it.
 
     resume: continue from `last.pt` if present. force: start over even if results or a checkpoint exist.
     stop_after: stop after this many epochs in this call (simulates an interruption, for tests).
     """
     validate(cfg)
-    device = pick_device(cfg.device)
+    ctx, device = distributed.setup(pick_device(cfg.device))
+    distributed.check_batch(ctx, cfg.train.batch_size)
     run_id = cfg.run_id or cfg.default_run_id()
     run_dir, ckpt_dir = Path(cfg.results_dir) / run_id, Path(cfg.checkpoint_dir) / run_id
     if not force and (cached := _load_cached(cfg, run_dir, ckpt_dir)) is not None:
@@ -173,6 +226,9 @@ def train(cfg: RunConfig, resume: bool = False, force: bool = False, stop_after:
     last_path = ckpt_dir / "last.pt"
     if last_path.exists() and not (resume or force):
         raise TITNError(f"run {run_id} already has a checkpoint ({last_path}); pass --resume to continue it or --force")
+    if ctx.is_main:  # fail now, not after the first hour of training
+        storage.check_writable(cfg.results_dir, "--results-dir")
+        storage.check_writable(cfg.checkpoint_dir, "--checkpoint-dir")
 
     arrays = load_arrays(cfg.data.dataset, cfg.data.data_dir)
     splits = make_splits(arrays, cfg.data)
@@ -189,8 +245,8 @@ def train(cfg: RunConfig, resume: bool = False, force: bool = False, stop_after:
     distill_cfg = d if cfg.kind == "student" else DistillConfig()
     grid = getattr(model, "grid", 1)
     criterion = DistillationLoss(distill_cfg, student_dim, teacher_dim, grid, cfg.data.label_smoothing).to(device)
-    need_tokens = criterion.projector is not None
-    feature_layer = d.teacher_layer if need_tokens else None
+    feature_layer = d.teacher_layer if criterion.projector is not None else None
+    step_module = ctx.wrap(TrainStep(model, criterion, d), device)
 
     named = list(model.named_parameters()) + [("distill." + n, p) for n, p in criterion.named_parameters()]
     optimizer = make_optimizer(named, cfg)
@@ -213,45 +269,38 @@ def train(cfg: RunConfig, resume: bool = False, force: bool = False, stop_after:
         scheduler.load_state_dict(state["scheduler"])
         start_epoch, history = state["epoch"], state["history"]
         train_seconds, wall_seconds = state["train_seconds"], state["wall_seconds"]
+        if ctx.is_main:
+            print(f"[{run_id}] resuming after epoch {start_epoch} from {last_path}", flush=True)
 
-    storage.atomic_write_json(run_dir / "config.json", {"config_hash": cfg.hash(), "run_id": run_id, **cfg.to_dict()})
+    if ctx.is_main:
+        config_record = {"config_hash": cfg.hash(), "run_id": run_id, **cfg.to_dict()}
+        storage.atomic_write_json(run_dir / "config.json", config_record)
     params = count_params(model)
     flops = count_flops(model, cfg.image_shape)
     env = storage.environment()  # captured now: it names the code that starts (or resumes) the run
     n_train = len(splits.y_train)
-    label = f"{run_id}"
     for epoch in range(start_epoch, cfg.train.epochs):
         t_wall = time.perf_counter()
         torch.manual_seed(_epoch_seed(cfg.train.seed, epoch))
         gen = torch.Generator().manual_seed(_epoch_seed(cfg.train.seed, epoch) + 1)
-        model.train()
-        criterion.train()
-        sums = {"loss": 0.0, "correct": 0, "seen": 0}
-        term_sums: dict[str, float] = {}
+        step_module.train()
+        sums: dict[str, float] = {"loss": 0.0, "correct": 0, "seen": 0}
         t_train = time.perf_counter()
         bar = tqdm(
             batches(n_train, cfg.train.batch_size, gen, drop_last=True),
             total=steps_per_epoch,
-            desc=f"{label} epoch {epoch + 1}/{cfg.train.epochs}",
-            disable=None if cfg.progress else True,
+            desc=f"{run_id} epoch {epoch + 1}/{cfg.train.epochs}",
+            disable=None if cfg.progress and ctx.is_main else True,
             leave=False,
         )
         for step, idx in enumerate(bar):
             x, y = augment(splits.x_train[idx].to(device), splits.y_train[idx].to(device), gen)
+            x, y = ctx.shard(x), ctx.shard(y)  # the same global batch everywhere; each process takes its slice
             with autocast():
-                out = student_step_output(model, x, d, need_tokens)
                 t_out = teacher_forward(teacher, x, feature_layer) if teacher is not None else None
-                loss, terms = criterion(out, y, t_out)
-            if not torch.isfinite(loss):
-                kept = (
-                    f"the last good checkpoint {last_path} (epoch {start_epoch})"
-                    if last_path.exists()
-                    else "no checkpoint"
-                )
-                raise TITNError(
-                    f"loss became {loss.item()} at epoch {epoch + 1} step {step}; stopped, {kept} is kept; "
-                    "lower train.lr or train.grad_clip and --resume"
-                )
+                loss, terms, cls_logits = step_module(x, y, t_out)
+            if not ctx.all_finite(loss):
+                raise TITNError(_nan_message(loss, epoch, step, last_path, start_epoch))
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             if cfg.train.grad_clip > 0:
@@ -259,26 +308,26 @@ def train(cfg: RunConfig, resume: bool = False, force: bool = False, stop_after:
             optimizer.step()
             scheduler.step()
             hard = y if y.ndim == 1 else y.argmax(dim=1)
-            sums["loss"] += loss.item() * len(idx)
-            sums["correct"] += int((out.cls_logits.argmax(dim=1) == hard).sum())
-            sums["seen"] += len(idx)
+            sums["loss"] += loss.item() * len(y)
+            sums["correct"] += int((cls_logits.argmax(dim=1) == hard).sum())
+            sums["seen"] += len(y)
             for k, v in terms.items():
-                term_sums[k] = term_sums.get(k, 0.0) + v.item() * len(idx)
+                sums[f"term_{k}"] = sums.get(f"term_{k}", 0.0) + v.item() * len(y)
             bar.set_postfix(loss=f"{sums['loss'] / sums['seen']:.3f}")
         epoch_train_s = time.perf_counter() - t_train
         train_seconds += epoch_train_s
+        sums = ctx.sum(sums)
+        seen = max(sums["seen"], 1)
 
-        val = evaluate(model, splits.x_val, splits.y_val, cfg.data.dataset, cfg.train.eval_batch_size, device, autocast)
-        test = evaluate(
-            model, splits.x_test, splits.y_test, cfg.data.dataset, cfg.train.eval_batch_size, device, autocast
-        )
+        val = _accuracy(model, splits.x_val, splits.y_val, cfg, device, autocast, ctx)
+        test = _accuracy(model, splits.x_test, splits.y_test, cfg, device, autocast, ctx)
         wall_seconds += time.perf_counter() - t_wall
         row = {
             "epoch": epoch + 1,
             "lr": optimizer.param_groups[0]["lr"],
-            "train_loss": sums["loss"] / max(sums["seen"], 1),
-            "train_top1": 100.0 * sums["correct"] / max(sums["seen"], 1),
-            **{f"train_{k}": v / max(sums["seen"], 1) for k, v in sorted(term_sums.items())},
+            "train_loss": sums["loss"] / seen,
+            "train_top1": 100.0 * sums["correct"] / seen,
+            **{f"train_{k[5:]}": v / seen for k, v in sorted(sums.items()) if k.startswith("term_")},
             "val_top1": val["top1"],
             "val_top5": val["top5"],
             "test_top1": test["top1"],
@@ -288,35 +337,18 @@ def train(cfg: RunConfig, resume: bool = False, force: bool = False, stop_after:
             "wall_seconds": wall_seconds,
         }
         history.append(row)
-        print(
-            f"[{run_id}] epoch {epoch + 1}/{cfg.train.epochs} loss {row['train_loss']:.4f} "
-            f"val {val['top1']:.2f} test {test['top1']:.2f}/{test['top5']:.2f} "
-            f"({row['train_images_per_s']:.0f} img/s)",
-            flush=True,
-        )
-        best_before = max((h["val_top1"] for h in history[:-1]), default=-1.0)
-        if val["top1"] > best_before or len(history) == 1:
-            best_state = {"model": model.state_dict(), "config": cfg.to_dict(), "run_id": run_id, "epoch": epoch + 1}
-            best_state["metrics"] = {"val_top1": val["top1"], "test_top1": test["top1"], "test_top5": test["top5"]}
-            storage.save_checkpoint(ckpt_dir / "best.pt", best_state)
-        storage.save_checkpoint(
-            last_path,
-            {
-                "model": model.state_dict(),
-                "criterion": criterion.state_dict(),
-                "optimizer": optimizer.state_dict(),
-                "scheduler": scheduler.state_dict(),
-                "epoch": epoch + 1,
-                "history": history,
-                "train_seconds": train_seconds,
-                "wall_seconds": wall_seconds,
-                "config": cfg.to_dict(),
-                "config_hash": cfg.hash(),
-                "run_id": run_id,
-            },
-        )
-        storage.atomic_write_text(run_dir / "history.csv", pd.DataFrame(history).to_csv(index=False))
+        if ctx.is_main:
+            print(
+                f"[{run_id}] epoch {epoch + 1}/{cfg.train.epochs} loss {row['train_loss']:.4f} "
+                f"val {val['top1']:.2f} test {test['top1']:.2f}/{test['top5']:.2f} "
+                f"({row['train_images_per_s']:.0f} img/s)",
+                flush=True,
+            )
+            progress = {"epoch": epoch + 1, "history": history, "train_seconds": train_seconds}
+            progress["wall_seconds"] = wall_seconds
+            _save_epoch(cfg, run_id, run_dir, ckpt_dir, progress, model, criterion, optimizer, scheduler)
         if stop_after is not None and epoch + 1 - start_epoch >= stop_after and epoch + 1 < cfg.train.epochs:
+            ctx.barrier()
             return RunResult(run_id, run_dir, ckpt_dir, cfg, {"complete": False}, pd.DataFrame(history))
 
     hist = pd.DataFrame(history)
@@ -354,10 +386,13 @@ def train(cfg: RunConfig, resume: bool = False, force: bool = False, stop_after:
         "train_images_per_s": float(hist["train_images_per_s"].mean()),
         "device": str(device) if device.type == "cpu" else torch.cuda.get_device_name(device),
         "amp": cfg.train.amp,
+        "world_size": ctx.world_size,
         "environment": env,
         "finished_at": datetime.now(UTC).isoformat(timespec="seconds"),
     }
-    storage.atomic_write_json(run_dir / "metrics.json", metrics)  # written last: its presence means complete
+    if ctx.is_main:
+        storage.atomic_write_json(run_dir / "metrics.json", metrics)  # written last: its presence means complete
+    ctx.barrier()
     return RunResult(run_id, run_dir, ckpt_dir, cfg, metrics, hist)
 
 

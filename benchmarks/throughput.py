@@ -1,0 +1,256 @@
+"""Training and inference throughput of our TITN against peer TNT implementations, in one process, same inputs.
+
+    python benchmarks/throughput.py                      # titn-tiny shape on CIFAR-sized input, batch 128
+    python benchmarks/throughput.py --preset titn-paper --batch-size 64 --compile
+
+Peers (from PyPI, `pip install -e .[bench]`): timm's `TNT` (timm.models.tnt) and lucidrains'
+`transformer-in-transformer`, built at our preset's widths, depth, heads, patch and word size; plus our plain ViT
+of the same width. Per model it measures images/s for a training step (forward, backward, AdamW step) and for
+inference, the memory a training step holds (activations saved for backward + parameters, gradients and AdamW
+state; on CUDA the allocator's peak), and the fraction of this machine's measured matmul FLOP/s each reaches:
+model FLOPs (FlopCounterMode; training = 3 x forward) x images/s / peak.
+
+Models are timed in turns (round-robin, median of the rounds), so a background load affects all of them alike.
+Writes results/benchmarks/throughput-<device>-<preset>-b<batch>.json. A script, not a test: numbers vary by machine.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import statistics
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from titn_core import storage  # noqa: E402
+from titn_core.complexity import count_flops, count_params  # noqa: E402
+from titn_core.config import MODEL_PRESETS, ModelConfig, model_preset  # noqa: E402
+from titn_core.model import build_titn  # noqa: E402
+from titn_core.trainer import pick_device  # noqa: E402
+
+
+def matmul_peak(device: torch.device, n: int = 2048, repeats: int = 10) -> float:
+    """Best fp32 FLOP/s of an n x n matmul: the yardstick for "fraction of peak"."""
+    a, b = torch.randn(n, n, device=device), torch.randn(n, n, device=device)
+    best = float("inf")
+    for _ in range(repeats):
+        sync(device)
+        t = time.perf_counter()
+        a @ b
+        sync(device)
+        best = min(best, time.perf_counter() - t)
+    return 2 * n**3 / best
+
+
+def sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def peers(cfg: ModelConfig, img: int, chans: int, classes: int) -> dict[str, Callable[[], nn.Module]]:
+    """Constructors of every model compared, at the same widths, depth, heads, patch and word size."""
+    vit = dataclasses.replace(cfg, inner=False, preset=cfg.preset.replace("titn", "vit"))
+    models = {
+        "ours TITN": lambda: build_titn(cfg, img, chans, classes),
+        "ours ViT (no inner)": lambda: build_titn(vit, img, chans, classes),
+    }
+    try:
+        from timm.models.tnt import TNT as TimmTNT
+
+        models["timm TNT"] = lambda: TimmTNT(
+            img_size=img, patch_size=cfg.patch_size, in_chans=chans, num_classes=classes, embed_dim=cfg.outer_dim,
+            inner_dim=cfg.inner_dim, depth=cfg.depth, num_heads_inner=cfg.inner_heads,
+            num_heads_outer=cfg.outer_heads, mlp_ratio=cfg.mlp_ratio, qkv_bias=True, first_stride=cfg.word_size,
+        )  # fmt: skip
+    except ImportError:
+        print("timm not installed (pip install -e .[bench]); skipping timm TNT", file=sys.stderr)
+    try:
+        from transformer_in_transformer import TNT as LucidTNT
+
+        # one `heads`/`dim_head` for both levels: outer attention matches ours (heads x dim_head = outer_dim);
+        # its inner attention is then wider than ours, which the FLOP column shows
+        models["transformer-in-transformer"] = lambda: LucidTNT(
+            image_size=img, patch_dim=cfg.outer_dim, pixel_dim=cfg.inner_dim, patch_size=cfg.patch_size,
+            pixel_size=cfg.word_size, depth=cfg.depth, num_classes=classes, channels=chans, heads=cfg.outer_heads,
+            dim_head=cfg.outer_dim // cfg.outer_heads,
+        )  # fmt: skip
+    except ImportError:
+        print("transformer-in-transformer not installed; skipping it", file=sys.stderr)
+    return models
+
+
+class Runner:
+    """One model, its optimiser and a compiled or eager forward, ready for timed training and inference steps."""
+
+    def __init__(self, model: nn.Module, device: torch.device, compile_model: bool, amp: bool):
+        self.model = model.to(device)
+        self.forward = torch.compile(self.model) if compile_model else self.model
+        self.opt = torch.optim.AdamW(self.model.parameters(), lr=1e-4)
+        self.autocast = lambda: torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp)
+
+    def train_step(self, x: torch.Tensor, y: torch.Tensor) -> None:
+        self.model.train()
+        with self.autocast():
+            loss = F.cross_entropy(self.forward(x), y)
+        self.opt.zero_grad(set_to_none=True)
+        loss.backward()
+        self.opt.step()
+
+    @torch.inference_mode()
+    def infer_step(self, x: torch.Tensor) -> None:
+        self.model.eval()
+        with self.autocast():
+            self.forward(x)
+
+
+def saved_activation_bytes(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> int:
+    """Bytes autograd keeps for backward in one training forward (the activation memory of a step)."""
+    seen: dict[int, int] = {}
+
+    def pack(t: torch.Tensor):
+        seen[t.untyped_storage().data_ptr()] = t.untyped_storage().nbytes()
+        return t
+
+    model.train()
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+        loss = F.cross_entropy(model(x), y)
+    loss.backward()
+    model.zero_grad(set_to_none=True)
+    return sum(seen.values())
+
+
+def train_memory(runner: Runner, x: torch.Tensor, y: torch.Tensor, device: torch.device) -> float:
+    """MB a training step holds: the allocator's peak on CUDA; saved activations + optimiser state on CPU."""
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+        runner.train_step(x, y)
+        return torch.cuda.max_memory_allocated(device) / 2**20
+    return (saved_activation_bytes(runner.model, x, y) + state_bytes(runner.model)) / 2**20
+
+
+def _fmt(value: float | None, spec: str) -> str:
+    width = int(spec.split(".")[0])
+    return format(value, spec) if value is not None else "fails".rjust(width)
+
+
+def state_bytes(model: nn.Module) -> int:
+    """Parameters + gradients + AdamW's two moments, fp32."""
+    return 4 * 4 * count_params(model)
+
+
+def timed(fn: Callable[[], None], device: torch.device, steps: int) -> float:
+    sync(device)
+    t = time.perf_counter()
+    for _ in range(steps):
+        fn()
+    sync(device)
+    return time.perf_counter() - t
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--preset", default="titn-tiny", choices=[m for m in MODEL_PRESETS if m.startswith("titn")])
+    p.add_argument("--image-size", type=int, default=32)
+    p.add_argument("--channels", type=int, default=3)
+    p.add_argument("--classes", type=int, default=10)
+    p.add_argument("--batch-size", type=int, default=128)
+    p.add_argument("--steps", type=int, default=3, help="timed steps per round")
+    p.add_argument("--rounds", type=int, default=5, help="round-robin rounds; the median round counts")
+    p.add_argument("--device", default="auto")
+    p.add_argument("--compile", action="store_true", help="torch.compile every model (off: it did not pay on CPU)")
+    p.add_argument("--amp", action="store_true", help="bf16 autocast (default on CUDA only)")
+    p.add_argument("--only", nargs="*", help="substrings of model names to keep")
+    p.add_argument("--out", default=str(ROOT / "results" / "benchmarks"))
+    args = p.parse_args(argv)
+
+    device = pick_device(args.device)
+    amp = args.amp or device.type == "cuda"
+    torch.manual_seed(0)
+    cfg = model_preset(args.preset, args.image_size)
+    x = torch.randn(args.batch_size, args.channels, args.image_size, args.image_size, device=device)
+    y = torch.randint(0, args.classes, (args.batch_size,), device=device)
+    builders = peers(cfg, args.image_size, args.channels, args.classes)
+    if args.only:
+        builders = {k: v for k, v in builders.items() if any(s.lower() in k.lower() for s in args.only)}
+
+    peak = matmul_peak(device)
+    print(f"device {device}, {torch.get_num_threads()} threads, matmul peak {peak / 1e9:.1f} GFLOP/s (fp32)")
+    runners, rows = {}, {}
+    for name, build in builders.items():
+        model = build()
+        flops = count_flops(model, (args.image_size, args.channels, args.classes))
+        rows[name] = {"params": count_params(model), "forward_flops_per_image": flops, "errors": {}}
+        runners[name] = Runner(model, device, args.compile, amp)
+        for mode, step in (("train", lambda r=runners[name]: r.train_step(x, y)), ("infer", runners[name].infer_step)):
+            try:
+                step() if mode == "train" else step(x)
+                step() if mode == "train" else step(x)  # warm-up (and compilation)
+            except RuntimeError as e:  # a peer that cannot train on this torch is reported, not hidden
+                rows[name]["errors"][mode] = str(e).splitlines()[0][:200]
+                print(f"{name}: {mode} step fails: {rows[name]['errors'][mode]}", file=sys.stderr)
+        if "train" not in rows[name]["errors"]:
+            rows[name]["train_memory_mb"] = train_memory(runners[name], x, y, device)
+
+    train_s = {n: [] for n in runners}
+    infer_s = {n: [] for n in runners}
+    for _ in range(args.rounds):
+        for name, r in runners.items():
+            if "train" not in rows[name]["errors"]:
+                train_s[name].append(timed(lambda r=r: r.train_step(x, y), device, args.steps))
+            if "infer" not in rows[name]["errors"]:
+                infer_s[name].append(timed(lambda r=r: r.infer_step(x), device, args.steps))
+    images = args.batch_size * args.steps
+    for name, row in rows.items():
+        for mode, times in (("train", train_s[name]), ("infer", infer_s[name])):
+            speed = images / statistics.median(times) if times else None
+            row[f"{mode}_images_per_s"] = speed
+            work = (3 if mode == "train" else 1) * row["forward_flops_per_image"]
+            row[f"{mode}_peak_fraction"] = work * speed / peak if speed else None
+
+    base = rows.get("timm TNT", {}).get("train_images_per_s")
+    print(f"\n{'model':28s} {'params':>8s} {'MFLOP/img':>10s} {'train img/s':>12s} {'infer img/s':>12s} "
+          f"{'train %peak':>11s} {'mem MB':>8s} {'vs timm':>8s}")  # fmt: skip
+    for name, r in rows.items():
+        speed = r["train_images_per_s"]
+        print(
+            f"{name:28s} {r['params'] / 1e6:7.2f}M {r['forward_flops_per_image'] / 1e6:10.1f} "
+            f"{_fmt(speed, '12.1f')} {_fmt(r['infer_images_per_s'], '12.1f')} "
+            f"{_fmt(r['train_peak_fraction'] and 100 * r['train_peak_fraction'], '10.1f')}% "
+            f"{_fmt(r.get('train_memory_mb'), '8.0f')} {(f'{speed / base:.2f}x' if base and speed else '-'):>8s}"
+        )
+    record = {
+        "preset": args.preset,
+        "model_config": dataclasses.asdict(cfg),
+        "input": [args.batch_size, args.channels, args.image_size, args.image_size],
+        "device": str(device) if device.type == "cpu" else torch.cuda.get_device_name(device),
+        "threads": torch.get_num_threads(),
+        "compile": args.compile,
+        "amp_bf16": amp,
+        "steps": args.steps,
+        "rounds": args.rounds,
+        "matmul_peak_flops": peak,
+        "memory_measure": "activations saved for backward + params/grads/AdamW"
+        if device.type == "cpu"
+        else "CUDA max_memory_allocated",
+        "models": rows,
+        "environment": storage.environment(),
+        "command": "python benchmarks/throughput.py " + " ".join(argv if argv is not None else sys.argv[1:]),
+    }
+    suffix = "-compile" if args.compile else ""
+    out = Path(args.out) / f"throughput-{device.type}-{args.preset}-b{args.batch_size}{suffix}.json"
+    storage.atomic_write_json(out, record)
+    print(f"\nwrote {out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
