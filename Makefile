@@ -1,34 +1,45 @@
-# Two commands do everything (see README): `make book` (the main job) and `make test`.
-# Both create or reuse the virtual environment in $(VENV).
+# The README's commands: `make book` (the book from results/, no training), `make reproduce` (the runs behind it,
+# cached), `make test` (lint + tests, what CI runs), `make bench` (the speed benchmark).
+# All of them create or reuse the virtual environment in $(VENV).
 VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: book test lint format env clean-env
+PLAN ?= plans/cpu.yaml
+
+.PHONY: book reproduce bench test lint format env clean-env
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
-	$(PY) -m pip install -q -e ".[dev]"
+	$(PY) -m pip install -q -e ".[dev,book]"
 	$(PY) -m ipykernel install --sys-prefix --name titn-book --display-name "TITN Book (.venv)"
 	touch $@
 
 env: $(STAMP)
 
-# The main job. For now: TITN trained on MNIST with the CPU profile (resumes if interrupted, cached if done).
+# The book, offline, from the results/ committed here (or $$TITN_RESULTS_DIR); opens at _build/html/index.html.
 book: $(STAMP)
-	$(PY) -m titn_core train --dataset mnist --profile cpu --resume
+	$(VENV)/bin/jupyter-book build . -W -n --keep-going
+
+# Every run the book shows (cached by config hash: only missing or interrupted runs train).
+reproduce: $(STAMP)
+	$(PY) -m titn_core.experiments run --plan $(PLAN)
+
+bench: $(STAMP)
+	$(PY) -m pip install -q -e ".[dev,book,bench]"
+	$(PY) benchmarks/throughput.py
 
 test: $(STAMP)
-	$(PY) -m ruff check titn_core tests
-	$(PY) -m ruff format --check titn_core tests
+	$(PY) -m ruff check titn_core tests benchmarks
+	$(PY) -m ruff format --check titn_core tests benchmarks
 	$(PY) -m pytest -q tests
 
 lint: $(STAMP)
-	$(PY) -m ruff check titn_core tests
+	$(PY) -m ruff check titn_core tests benchmarks
 
 format: $(STAMP)
-	$(PY) -m ruff format titn_core tests
-	$(PY) -m ruff check --fix titn_core tests
+	$(PY) -m ruff format titn_core tests benchmarks
+	$(PY) -m ruff check --fix titn_core tests benchmarks
 
 clean-env:
 	rm -rf $(VENV)

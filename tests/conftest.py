@@ -31,3 +31,13 @@ def smoke_config(tmp_path, data_dir):
         return cfg
 
     return make
+
+
+@pytest.fixture(scope="session")
+def smoke_plan(tmp_path_factory, data_dir):
+    """The smoke plan run once per session through papermill: (locations, run summary)."""
+    from titn_core.experiments import load_plan, run_plan
+
+    root = tmp_path_factory.mktemp("smoke-plan")
+    where = {"results_dir": str(root / "results"), "checkpoint_dir": str(root / "ckpt"), "data_dir": data_dir}
+    return where, run_plan(load_plan("plans/smoke.yaml", where))

@@ -1,6 +1,7 @@
 """The smoke plan end to end through papermill (real kernel, real notebooks, real MNIST), then a cache hit."""
 
 import json
+from pathlib import Path
 
 import pytest
 
@@ -10,21 +11,21 @@ from titn_core.experiments import Job, load_plan, run_plan
 from titn_core.notebook import check_parameters
 
 
-def test_smoke_plan_runs_then_is_cached(tmp_path, data_dir):
-    where = {"results_dir": str(tmp_path / "results"), "checkpoint_dir": str(tmp_path / "ckpt"), "data_dir": data_dir}
+def test_smoke_plan_runs_then_is_cached(smoke_plan):
+    where, first = smoke_plan
     jobs = load_plan("plans/smoke.yaml", where)
     assert len(jobs) == 5
-    first = run_plan(jobs)
     assert first["failed"] == [] and first["ran"] == 5
     for job in jobs:
         assert job.executed_path.exists() and json.loads(job.record_path.read_text())["complete"]
     index = results.load(where["results_dir"])
     assert {"teacher", "student"} <= set(index["kind"]) and (index["test_top1"] > 10).all()
-    assert (tmp_path / "results" / "ablations" / "inner-mnist-smoke" / "summary.csv").exists()
-    stamps = {p: p.stat().st_mtime_ns for p in (tmp_path / "results").rglob("metrics.json")}
+    results_dir = Path(where["results_dir"])
+    assert (results_dir / "ablations" / "inner-mnist-smoke" / "summary.csv").exists()
+    stamps = {p: p.stat().st_mtime_ns for p in results_dir.rglob("metrics.json")}
     second = run_plan(load_plan("plans/smoke.yaml", where))
     assert second == {"ran": 0, "cached": 5, "failed": []}
-    assert stamps == {p: p.stat().st_mtime_ns for p in (tmp_path / "results").rglob("metrics.json")}
+    assert stamps == {p: p.stat().st_mtime_ns for p in results_dir.rglob("metrics.json")}
 
 
 def test_failed_job_is_reported_and_the_plan_goes_on(tmp_path, data_dir):

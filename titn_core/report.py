@@ -81,3 +81,54 @@ def attention_overlays(images: torch.Tensor, maps, n: int = 6):
         axes[2, 0].set_title("inner attention, last block", fontsize=8, loc="left")
     fig.tight_layout()
     return fig
+
+
+def compare_curves(histories: dict[str, pd.DataFrame], title: str = ""):
+    """Test top-1 and training loss per epoch, one line per run (teacher, TITN with/without KD, ViT)."""
+    fig, (ax_acc, ax_loss) = plt.subplots(1, 2, figsize=(10, 3.5))
+    for label, hist in histories.items():
+        ax_acc.plot(hist["epoch"], hist["test_top1"], marker="o", markersize=3, label=label)
+        ax_loss.plot(hist["epoch"], hist["train_loss"], marker="o", markersize=3, label=label)
+    ax_acc.set(xlabel="epoch", ylabel="test top-1 (%)")
+    ax_loss.set(xlabel="epoch", ylabel="training loss (incl. KD terms)")
+    ax_acc.legend(fontsize=8)
+    fig.suptitle(title)
+    fig.tight_layout()
+    return fig
+
+
+def architecture_diagram():
+    """TITN block structure and where each distillation term attaches, drawn as boxes and arrows."""
+    from matplotlib.patches import FancyArrowPatch, FancyBboxPatch
+
+    fig, ax = plt.subplots(figsize=(12, 4.2))
+    ax.set(xlim=(0, 11.8), ylim=(0, 4.2))
+    ax.axis("off")
+    boxes = {
+        "image": (0.0, 2.0, "image\n32x32 (28x28)", "#eeeeee"),
+        "words": (2.4, 2.9, "words: w x w pixels\nper patch (c dims)", "#dbe9f6"),
+        "patches": (2.4, 1.1, "patch tokens (d dims)\n+ class (+ dist.) token", "#fde6cf"),
+        "inner": (4.8, 2.9, "inner transformer\nMSA + MLP over the\nm words of each patch", "#9ecae1"),
+        "proj": (4.8, 1.1, "LayerNorm(flatten words)\n-> Linear -> add to\nits patch token", "#fdd0a2"),
+        "outer": (7.2, 1.1, "outer transformer\nMSA + MLP over\nall patch tokens", "#fdae6b"),
+        "heads": (9.6, 1.1, "class head: CE(y)\ndist. head: CE(argmax t)", "#c7e9c0"),
+        "teacher": (9.6, 2.9, "CNN teacher (frozen)\nlogits + stage map\npooled to patch grid", "#d9d9d9"),
+    }
+    for x, y, text, colour in boxes.values():
+        ax.add_patch(FancyBboxPatch((x, y), 2.0, 1.0, boxstyle="round,pad=0.05", fc=colour, ec="#555555"))
+        ax.text(x + 1.0, y + 0.5, text, ha="center", va="center", fontsize=8)
+    arrows = [("image", "words"), ("image", "patches"), ("words", "inner"), ("inner", "proj"),
+              ("patches", "proj"), ("proj", "outer"), ("outer", "heads"), ("teacher", "heads")]  # fmt: skip
+    for a, b in arrows:
+        xa, ya = boxes[a][0] + 2.05, boxes[a][1] + 0.5
+        xb, yb = boxes[b][0] - 0.05, boxes[b][1] + 0.5
+        if a == "inner":
+            xa, ya, xb, yb = boxes[a][0] + 1.0, boxes[a][1] - 0.05, boxes[b][0] + 1.0, boxes[b][1] + 1.05
+        if a == "teacher":
+            xa, ya, xb, yb = boxes[a][0] + 1.0, boxes[a][1] - 0.05, boxes[b][0] + 1.0, boxes[b][1] + 1.05
+        ax.add_patch(FancyArrowPatch((xa, ya), (xb, yb), arrowstyle="-|>", mutation_scale=12, color="#333333"))
+    ax.annotate("", xy=(4.8, 0.95), xytext=(9.2, 0.95), arrowprops=dict(arrowstyle="<->", ls="--", color="#777777"))
+    ax.text(7.0, 0.55, "x depth (blocks); feature KD: projected patch tokens of block L  vs  teacher stage map",
+            ha="center", fontsize=8, color="#444444")  # fmt: skip
+    fig.tight_layout()
+    return fig

@@ -1,0 +1,108 @@
+"""The book as a reader sees it: built from a fresh smoke plan's results, opened in headless Chromium."""
+
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+from urllib.parse import unquote, urlparse
+
+import pandas as pd
+import pytest
+
+from titn_core import book
+
+ROOT = Path(__file__).resolve().parents[1]
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+CHROMIUM_ARGS = [
+    "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
+    "--disable-component-update", "--disable-sync",
+]  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def built_book(smoke_plan, tmp_path_factory) -> Path:
+    where, summary = smoke_plan
+    assert summary["failed"] == []
+    out = tmp_path_factory.mktemp("book")
+    env = {**os.environ, "TITN_RESULTS_DIR": where["results_dir"]}
+    jupyter_book = str(Path(sys.executable).parent / "jupyter-book")
+    jb = [jupyter_book, "build", str(ROOT), "--path-output", str(out), "-W", "-n", "--keep-going"]
+    proc = subprocess.run(jb, capture_output=True, text=True, env=env, cwd=ROOT)
+    assert proc.returncode == 0, (proc.stdout + proc.stderr)[-3000:]
+    return out / "_build" / "html"
+
+
+def test_book_tables_come_from_results(smoke_plan):
+    where, _ = smoke_plan
+    os.environ["TITN_RESULTS_DIR"] = where["results_dir"]
+    try:
+        runs = book.main_runs()
+        head = book.headline(runs)
+    finally:
+        del os.environ["TITN_RESULTS_DIR"]
+    assert {"teacher", "TITN + KD (paper)", "TITN (no KD)"} <= set(runs["role"])
+    mnist = head[head["dataset"] == "MNIST"].iloc[0]
+    student = runs[runs["role"] == "TITN + KD (paper)"].iloc[0]
+    assert mnist["ours top-1"] == f"{student['test_top1']:.2f}" and mnist["paper top-1"] == 99.56
+    assert "smoke profile" in mnist["budget"] and mnist["data"] == "MNIST (exact)"
+    assert head[head["dataset"] == "CIFAR-100"].iloc[0]["ours top-1"] == "not run"
+
+
+def _pages(html: Path) -> list[Path]:
+    return sorted(
+        p for p in html.rglob("*.html") if "_static" not in p.parts and p.name not in ("genindex.html", "search.html")
+    )
+
+
+def test_every_internal_link_and_image_resolves(built_book):
+    external = 0
+    for page in _pages(built_book):
+        text = page.read_text()
+        for target in re.findall(r'(?:href|src)="([^"]+)"', text):
+            url = urlparse(target)
+            if url.scheme in ("http", "https", "mailto"):
+                external += 1  # offline machine: external links are counted, not fetched
+                continue
+            if url.scheme or not url.path:
+                continue
+            resolved = (page.parent / unquote(url.path)).resolve()
+            assert resolved.exists(), f"{page.name}: broken link {target}"
+            if url.fragment and resolved.suffix == ".html":
+                assert f'id="{url.fragment}"' in resolved.read_text(), f"{page.name}: missing anchor {target}"
+    assert external > 0
+
+
+def test_chromium_renders_pages_without_broken_images_empty_tables_or_errors(built_book, tmp_path):
+    sync_api = pytest.importorskip("playwright.sync_api", reason="pip install -e .[dev]")
+    assert Path(CHROMIUM).exists(), "Debian chromium is missing: apt-get install chromium (done by .ci/run)"
+    shots = Path(os.environ.get("TITN_SCREENSHOT_DIR") or tmp_path)
+    with sync_api.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        page = browser.new_page(viewport={"width": 1280, "height": 900})
+        for html in _pages(built_book):
+            page.goto(html.as_uri())
+            page.wait_for_load_state("load")
+            broken = page.eval_on_selector_all(
+                "img", "imgs => imgs.filter(i => !(i.complete && i.naturalWidth > 0)).map(i => i.src)"
+            )
+            assert broken == [], f"{html.name}: broken images {broken}"
+            empty = page.eval_on_selector_all(
+                "table", "ts => ts.filter(t => t.querySelectorAll('td').length == 0).length"
+            )
+            assert empty == 0, f"{html.name}: {empty} empty table(s)"
+            errors = page.locator(".output.traceback, .output.error, .cell_output .ansi-red-fg").count()
+            assert errors == 0, f"{html.name}: {errors} error output(s)"
+            assert "Traceback (most recent call last)" not in page.inner_text("main")
+            if html.stem in ("intro", "mnist"):
+                page.screenshot(path=str(shots / f"{html.stem}.png"), full_page=True)
+        browser.close()
+    assert (shots / "intro.png").stat().st_size > 10_000 and (shots / "mnist.png").stat().st_size > 10_000
+
+
+def test_dataset_chapter_has_figures_and_the_comparison_table(built_book):
+    html = (built_book / "book" / "mnist.html").read_text()
+    assert html.count("<img") >= 3, "bars, curves and confusion matrix"
+    tables = pd.read_html(html)
+    assert any("role" in t.columns and "TITN + KD (paper)" in set(t["role"]) for t in tables)

@@ -1,0 +1,281 @@
+"""What the book shows, computed from results/ at build time: paper-vs-ours tables, per-role runs, figures' data.
+
+Every number in the book comes from a file under the results folder ($TITN_RESULTS_DIR, default `results/`);
+the only typed-in numbers are the paper's own (PAPER, with its source). A run takes part in the main comparison
+only if its config hash equals the config the plans run for that role, so ablation variants never leak in.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import warnings
+from pathlib import Path
+from types import SimpleNamespace
+
+import numpy as np
+import pandas as pd
+import torch
+
+warnings.filterwarnings("ignore", message="IProgress not found")  # tqdm.auto in a kernel without ipywidgets
+
+from . import results  # noqa: E402
+from .experiments import ROOT, teacher_run_config, titn_config  # noqa: E402
+
+PAPER_SOURCE = "Rahman et al. 2025, arXiv 2502.16762, abstract"
+PAPER = {  # top-1 / top-5 (%) as the paper reports them; MNIST top-5 is not given
+    "mnist": {"top1": 99.56, "top5": None},
+    "cifar10": {"top1": 92.03, "top5": 99.80},
+    "cifar100": {"top1": 74.71, "top5": 92.28},
+}
+DATASET_TITLES = {"mnist": "MNIST", "cifar10": "CIFAR-10", "cifar100": "CIFAR-100"}
+PROFILE_PREFERENCE = ("paper", "cpu", "smoke")  # the book shows the largest budget that has a distilled TITN
+ROLES = {  # role -> (notebook parameters of the run that plays it)
+    "TITN + KD (paper)": {"kd": "paper"},
+    "TITN (no KD)": {"kd": "none"},
+    "ViT (no KD)": {"kd": "none", "model": "vit"},  # the plain-ViT twin of the profile's TITN preset
+    "teacher": None,
+}
+STUDENT = "TITN + KD (paper)"
+TIME_TO_ACCURACY = {"mnist": 99.0, "cifar10": 80.0, "cifar100": 50.0}  # val top-1 thresholds
+
+
+def results_dir() -> Path:
+    return Path(os.environ.get("TITN_RESULTS_DIR") or ROOT / "results")
+
+
+def run_command(dataset: str, profile: str, role: str, seed: int = 0) -> str:
+    """The CLI command that trains one role's run (what a reader copies to fill a gap)."""
+    if role == "teacher":
+        return f"python -m titn_core teacher --dataset {dataset} --profile {profile}"
+    params = ROLES[role]
+    parts = ["python -m titn_core train", f"--dataset {dataset}", f"--profile {profile}", f"--kd {params['kd']}"]
+    if "model" in params:
+        parts.append(f"--model {_vit_twin(profile)}")
+    if seed:
+        parts.append(f"--seed {seed}")
+    return " ".join(parts)
+
+
+def _vit_twin(profile: str) -> str:
+    """The profile's TITN preset without its inner transformer (titn-tiny -> vit-tiny)."""
+    return titn_config(dataset="mnist", profile=profile).model.preset.replace("titn", "vit")
+
+
+def _role_hash(dataset: str, profile: str, role: str, seed: int) -> str:
+    if role == "teacher":
+        return teacher_run_config(dataset=dataset, profile=profile).hash()
+    params = dict(ROLES[role])
+    if "model" in params:
+        params["model"] = _vit_twin(profile)
+    return titn_config(dataset=dataset, profile=profile, seed=seed, **params).hash()
+
+
+def main_runs(index: pd.DataFrame | None = None) -> pd.DataFrame:
+    """Complete runs that play a role in the main comparison, with a `role` column."""
+    index = results.load(results_dir()) if index is None else index
+    if index.empty:
+        return index.assign(role=pd.Series(dtype=str))
+    roles = {}
+    for (dataset, profile, seed), _ in index.groupby(["dataset", "profile", "seed"]):
+        for role in ROLES:
+            roles[_role_hash(dataset, profile, role, int(seed))] = role
+    out = index.assign(role=index["config_hash"].map(roles)).dropna(subset=["role"])
+    return out.reset_index(drop=True)
+
+
+def shown_profile(runs: pd.DataFrame, dataset: str) -> str | None:
+    have = set(runs.loc[(runs["dataset"] == dataset) & (runs["role"] == STUDENT), "profile"])
+    return next((p for p in PROFILE_PREFERENCE if p in have), None)
+
+
+def _mean_sd(values: pd.Series) -> str:
+    values = values.dropna()
+    if values.empty:
+        return "-"
+    if len(values) == 1:
+        return f"{values.iloc[0]:.2f}"
+    return f"{values.mean():.2f} ± {values.std(ddof=1):.2f}"
+
+
+def _budget(rows: pd.DataFrame) -> str:
+    r = rows.iloc[0]
+    hours = rows["wall_seconds"].mean() / 3600
+    return f"{r['profile']} profile: {int(r['epochs'])} epochs, {hours:.2f} h/run on {_device(r)}"
+
+
+def _device(row) -> str:
+    return "2-core CPU" if row["device"] == "cpu" else str(row["device"])
+
+
+def headline(runs: pd.DataFrame | None = None) -> pd.DataFrame:
+    """Per dataset: the paper's top-1/top-5 next to our distilled TITN's, with budget, data variant and gap."""
+    runs = main_runs() if runs is None else runs
+    rows = []
+    for dataset, paper in PAPER.items():
+        profile = shown_profile(runs, dataset) if not runs.empty else None
+        base = {"dataset": DATASET_TITLES[dataset], "paper top-1": paper["top1"], "paper top-5": paper["top5"]}
+        if profile is None:
+            rows.append(base | {"ours top-1": "not run", "budget": run_command(dataset, "cpu", STUDENT)})
+            continue
+        ours = runs[(runs["dataset"] == dataset) & (runs["role"] == STUDENT) & (runs["profile"] == profile)]
+        gap = ours["test_top1"].mean() - paper["top1"]
+        rows.append(
+            base
+            | {
+                "data": ours["data_variant"].iloc[0],
+                "ours top-1": _mean_sd(ours["test_top1"]),
+                "ours top-5": _mean_sd(ours["test_top5"]),
+                "gap (top-1)": f"{gap:+.2f}",
+                "seeds": ", ".join(str(int(s)) for s in sorted(ours["seed"])),
+                "budget": _budget(ours),
+            }
+        )
+    return pd.DataFrame(rows).astype(object).fillna("-")
+
+
+def comparison(runs: pd.DataFrame, dataset: str) -> pd.DataFrame:
+    """Teacher vs distilled TITN vs TITN without KD vs ViT, same dataset, profile and budget."""
+    profile = shown_profile(runs, dataset)
+    sub = runs[(runs["dataset"] == dataset) & (runs["profile"] == profile)]
+    rows = []
+    for role in ROLES:
+        r = sub[sub["role"] == role]
+        if r.empty:
+            rows.append({"role": role, "test top-1": "not run yet", "command": run_command(dataset, profile, role)})
+            continue
+        rows.append(
+            {
+                "role": role,
+                "model": r["model"].iloc[0],
+                "test top-1": _mean_sd(r["test_top1"]),
+                "test top-5": _mean_sd(r["test_top5"]),
+                "seeds": str(len(r)),
+                "params (M)": round(r["params"].iloc[0] / 1e6, 2),
+                "GFLOPs/img": round(r["flops"].iloc[0] / 1e9, 3),
+                "epochs": str(int(r["epochs"].iloc[0])),
+                "wall h/run": round(r["wall_seconds"].mean() / 3600, 2),
+            }
+        )
+    return pd.DataFrame(rows).astype(object).fillna("-")
+
+
+def histories(runs: pd.DataFrame, dataset: str, seed: int = 0) -> dict[str, pd.DataFrame]:
+    """role -> history of its seed-0 run on the shown profile."""
+    profile = shown_profile(runs, dataset)
+    sub = runs[(runs["dataset"] == dataset) & (runs["profile"] == profile) & (runs["seed"] == seed)]
+    return {row.role: results.history(row.path) for row in sub.itertuples()}
+
+
+def confusion(runs: pd.DataFrame, dataset: str) -> pd.DataFrame | None:
+    """The distilled student's test confusion matrix, if its notebook wrote one."""
+    path = _student_dir(runs, dataset) / "confusion.csv" if _student_dir(runs, dataset) else None
+    return pd.read_csv(path, index_col=0) if path and path.exists() else None
+
+
+def attention(runs: pd.DataFrame, dataset: str):
+    """(images, maps) saved by the attention notebook for the distilled student, or None."""
+    run_dir = _student_dir(runs, dataset)
+    path = run_dir / "attention.npz" if run_dir else None
+    if not path or not path.exists():
+        return None
+    z = np.load(path)
+    maps = SimpleNamespace(**{k: torch.from_numpy(z[k]) for k in ("rollout", "outer")})
+    maps.inner = torch.from_numpy(z["inner"]) if "inner" in z else None
+    return torch.from_numpy(z["images"]), maps
+
+
+def _student_dir(runs: pd.DataFrame, dataset: str) -> Path | None:
+    profile = shown_profile(runs, dataset)
+    sub = runs[(runs["dataset"] == dataset) & (runs["profile"] == profile) & (runs["role"] == STUDENT)]
+    return Path(sub.sort_values("seed")["path"].iloc[0]) if not sub.empty else None
+
+
+def ablations() -> pd.DataFrame:
+    """Every ablation summary (one row per variant and seed) with its family, dataset and profile."""
+    frames = []
+    for path in sorted((results_dir() / "ablations").glob("*/summary.csv")):
+        family, dataset, profile = path.parent.name.rsplit("-", 2)
+        frames.append(pd.read_csv(path).assign(family=family, dataset=dataset, profile=profile))
+    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+
+
+def benchmarks() -> list[dict]:
+    return [json.loads(p.read_text()) for p in sorted((results_dir() / "benchmarks").glob("*.json"))]
+
+
+def time_to_accuracy(runs: pd.DataFrame) -> pd.DataFrame:
+    """Wall time until the validation top-1 first reaches the dataset's threshold, per main run."""
+    rows = []
+    for row in runs.itertuples():
+        hist = results.history(row.path)
+        threshold = TIME_TO_ACCURACY[row.dataset]
+        hit = hist[hist["val_top1"] >= threshold]
+        rows.append(
+            {
+                "dataset": DATASET_TITLES[row.dataset],
+                "profile": row.profile,
+                "role": row.role,
+                "seed": row.seed,
+                "threshold (val top-1)": threshold,
+                "epoch reached": int(hit["epoch"].iloc[0]) if not hit.empty else None,
+                "minutes": round(hit["wall_seconds"].iloc[0] / 60, 1) if not hit.empty else None,
+            }
+        )
+    return pd.DataFrame(rows).fillna("not reached")
+
+
+def dataset_chapter(dataset: str) -> None:
+    """Display a dataset chapter's tables and figures (what `book/<dataset>.md` shows), or what is missing."""
+    from IPython.display import Markdown, display
+
+    from . import report
+
+    runs = main_runs()
+    profile = shown_profile(runs, dataset) if not runs.empty else None
+    if profile is None:
+        display(Markdown(f"**No distilled TITN run on {DATASET_TITLES[dataset]} yet.** Run:\n\n"
+                         f"```\n{run_command(dataset, 'cpu', STUDENT)}\n```"))  # fmt: skip
+        return
+    runs = runs[runs["dataset"] == dataset]
+    variant = runs["data_variant"].iloc[0]
+    display(Markdown(f"Data: **{variant}**. Budget shown: the **{profile}** profile."))
+    display(comparison(runs, dataset).style.hide(axis="index").format(precision=2))
+    shown = runs[runs["profile"] == profile]
+    report.bars(shown, x="role", title=f"{variant}: test top-1 per role ({profile} profile, bars = mean, ticks = sd)")
+    report.compare_curves(histories(runs, dataset), f"{variant}, {profile} profile, seed 0")
+    cm = confusion(runs, dataset)
+    if cm is not None:
+        report.confusion(cm, f"distilled TITN, {variant} test confusion matrix")
+
+
+def profile_table() -> pd.DataFrame:
+    """The settings each profile trains with, read from the config code (so the book cannot drift from it)."""
+    from .config import build_config
+
+    rows = []
+    for profile in ("smoke", "cpu", "paper"):
+        for dataset in ("mnist", "cifar10"):
+            s = build_config(dataset, profile, kd="paper")
+            t = build_config(dataset, profile, kind="teacher")
+            m, d = s.model, s.data
+            aug = [f"crop±{d.crop_padding}"] + ["flip"] * d.flip + ["RandAugment"] * d.randaugment
+            aug += [f"mixup {d.mixup_alpha}"] * bool(d.mixup_alpha) + [f"cutmix {d.cutmix_alpha}"] * bool(
+                d.cutmix_alpha
+            )
+            rows.append(
+                {
+                    "profile": profile,
+                    "dataset": DATASET_TITLES[dataset],
+                    "student": f"{m.preset}: patch {m.patch_size}, word {m.word_size}, d={m.outer_dim}, "
+                    f"c={m.inner_dim}, depth {m.depth}, heads {m.outer_heads}/{m.inner_heads}",
+                    "epochs": s.train.epochs,
+                    "batch": s.train.batch_size,
+                    "lr (AdamW)": s.train.lr,
+                    "augmentation": ", ".join(aug)
+                    + (f", label smoothing {d.label_smoothing}" * bool(d.label_smoothing)),
+                    "train images": "4096 subset" if d.train_subset else "all but 5000 held out for validation",
+                    "teacher": f"{s.distill.teacher} ({t.train.epochs} epochs)",
+                }
+            )
+    return pd.DataFrame(rows)
