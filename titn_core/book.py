@@ -152,7 +152,7 @@ def comparison(runs: pd.DataFrame, dataset: str) -> pd.DataFrame:
                 "test top-5": _mean_sd(r["test_top5"]),
                 "seeds": str(len(r)),
                 "params (M)": round(r["params"].iloc[0] / 1e6, 2),
-                "GFLOPs/img": round(r["flops"].iloc[0] / 1e9, 3),
+                "MFLOPs/img": round(r["flops"].iloc[0] / 1e6, 1),
                 "epochs": str(int(r["epochs"].iloc[0])),
                 "wall h/run": round(r["wall_seconds"].mean() / 3600, 2),
             }

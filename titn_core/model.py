@@ -90,7 +90,8 @@ class TITNBlock(nn.Module):
             words, inner_weights = self.inner(words, need_weights)
             B, T, _ = tokens.shape
             update = self.words_to_patch(self.words_norm(words.reshape(B, T - num_prefix, -1)))
-            tokens = tokens + F.pad(update, (0, 0, num_prefix, 0))  # class/distillation tokens get no update
+            # class/distillation tokens get no update; one concatenation, no zero-padded copy of the update
+            tokens = torch.cat([tokens[:, :num_prefix], tokens[:, num_prefix:] + update], dim=1)
         tokens, outer_weights = self.outer(tokens, need_weights)
         return words, tokens, inner_weights, outer_weights
 

@@ -131,7 +131,8 @@ def make_optimizer(params: list[tuple[str, nn.Parameter]], cfg: RunConfig) -> to
     decay = [p for n, p in params if p.ndim >= 2 and not n.endswith(("_token", "pos_embed", "word_pos"))]
     no_decay = [p for n, p in params if not (p.ndim >= 2 and not n.endswith(("_token", "pos_embed", "word_pos")))]
     groups = [{"params": decay, "weight_decay": cfg.train.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
-    return torch.optim.AdamW(groups, lr=cfg.train.lr, betas=(0.9, 0.999))
+    # fused: one kernel for all parameters instead of ~7 small ops per tensor (a fifth of a CPU step otherwise)
+    return torch.optim.AdamW(groups, lr=cfg.train.lr, betas=(0.9, 0.999), fused=True)
 
 
 def student_step_output(model: nn.Module, x: torch.Tensor, distill: DistillConfig, need_tokens: bool):
