@@ -1,6 +1,7 @@
 import pytest
 import torch
 
+from titn_core import model as model_module
 from titn_core.complexity import count_flops, count_params
 from titn_core.config import ModelConfig
 from titn_core.model import TITN
@@ -63,7 +64,7 @@ def test_words_are_the_pixels_of_their_patch():
     assert words[2].tolist() == img[0, 0, 4:8, 0:4].flatten().tolist()  # bottom-left patch
 
 
-def test_attention_maps_are_distributions_and_match_fused_path():
+def test_attention_maps_are_distributions_and_match_fused_path(monkeypatch):
     torch.manual_seed(0)
     model = TITN(tiny(), img_size=16, in_chans=3, num_classes=5).eval()
     x = torch.randn(2, 3, 16, 16)
@@ -74,8 +75,32 @@ def test_attention_maps_are_distributions_and_match_fused_path():
         assert (a >= 0).all()
     assert feats.outer_attn[0].shape == (2, 2, 17, 17)
     assert feats.inner_attn[0].shape == (2 * 16, 2, 4, 4)
+    monkeypatch.setattr(model_module, "CPU_EXPLICIT_ATTENTION_MAX_TOKENS", 0)  # force SDPA on CPU
     fused = model.forward_features(x).tokens
     assert torch.allclose(fused, feats.tokens, atol=1e-5)
+
+
+@pytest.mark.parametrize("amp", [False, True])
+def test_cpu_short_sequence_attention_matches_sdpa_in_value_and_gradient(monkeypatch, amp):
+    """The explicit CPU path for short sequences is a speed choice only: same outputs and gradients as SDPA."""
+    torch.manual_seed(0)
+    model = TITN(tiny(), img_size=16, in_chans=3, num_classes=5)
+    x = torch.randn(4, 3, 16, 16)
+
+    def output_and_grads():
+        model.zero_grad()
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=amp):
+            out = model(x).float()
+        out.square().sum().backward()
+        return out.detach(), [p.grad.clone() for p in model.parameters()]
+
+    explicit_out, explicit_grads = output_and_grads()
+    monkeypatch.setattr(model_module, "CPU_EXPLICIT_ATTENTION_MAX_TOKENS", 0)
+    sdpa_out, sdpa_grads = output_and_grads()
+    tol = dict(rtol=5e-2, atol=5e-2) if amp else dict(rtol=1e-4, atol=1e-5)
+    assert torch.allclose(explicit_out, sdpa_out, **tol)
+    for a, b in zip(explicit_grads, sdpa_grads, strict=True):
+        assert torch.allclose(a, b, **tol)
 
 
 def test_vit_baseline_has_no_inner_transformer_and_fewer_flops():

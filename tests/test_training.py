@@ -1,13 +1,17 @@
 """End-to-end training on real MNIST (smoke profile): learning, outputs, caching, resume, distillation."""
 
 import json
+import shutil
 
 import pandas as pd
+import pytest
 import torch
 import torch.nn.functional as F
 
 from titn_core.config import build_config
 from titn_core.data import load_arrays, normalize
+from titn_core.errors import TITNError
+from titn_core.notebook import attention_of, per_class_report, saved_test_predictions
 from titn_core.trainer import build_model, evaluate_checkpoint, train
 
 
@@ -42,6 +46,25 @@ def test_smoke_run_learns_and_writes_complete_results(smoke_config):
     assert list(history["epoch"]) == [1, 2, 3]
     assert {"test_top1", "test_top5", "val_top1", "train_loss", "lr"} <= set(history.columns)
     assert evaluate_checkpoint(result.checkpoint_dir / "best.pt", cfg.data.data_dir)["top1"] == m["best_test_top1"]
+    # the saved predictions are those of the reported final model: their top-1 is the reported test top-1
+    images, labels, top5 = saved_test_predictions(result)
+    assert top5.shape == (m["test_images"], 5) and len(images) == len(labels) == m["test_images"]
+    assert 100.0 * int((top5[:, 0] == labels).sum()) / len(labels) == m["test_top1"]
+    cm, per_class = per_class_report(labels, top5[:, 0], "mnist")
+    assert cm.to_numpy().sum() == m["test_images"] and per_class["images"].sum() == m["test_images"]
+
+
+def test_attention_maps_come_from_the_checkpoint_else_from_results(smoke_config):
+    result = train(smoke_config())
+    images, maps = attention_of(result, n_images=3)
+    assert images.dtype == torch.uint8 and maps.rollout.shape[0] == 3 and maps.inner is not None
+    shutil.rmtree(result.checkpoint_dir)  # what a clean checkout has: results, no checkpoints
+    images2, maps2 = attention_of(result, n_images=3)
+    assert torch.equal(images, images2) and torch.equal(maps.rollout, maps2.rollout)
+    assert torch.equal(maps.inner, maps2.inner)
+    (result.run_dir / "attention.npz").unlink()
+    with pytest.raises(TITNError, match="neither a checkpoint nor"):
+        attention_of(result, n_images=3)
 
 
 def test_second_call_is_a_cache_hit(smoke_config):

@@ -10,11 +10,14 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from . import storage
 from .model import TITN
 
 
@@ -38,6 +41,22 @@ def attention_maps(model: TITN, images: Tensor) -> AttentionMaps:
         received = torch.stack([a.mean(1).mean(1) for a in feats.inner_attn], dim=1)  # (B*N, depth, m)
         inner = received.reshape(B, g, g, -1, s, s).permute(0, 3, 1, 4, 2, 5).reshape(B, -1, g * s, g * s)
     return AttentionMaps(cls_to_patches, rollout(outer, p).reshape(B, g, g), inner)
+
+
+def save(path: str | Path, images: Tensor, maps: AttentionMaps) -> None:
+    """The maps with the uint8 images they belong to: what the book and a checkpoint-less notebook draw."""
+    arrays = {"images": images.numpy(), "rollout": maps.rollout.numpy(), "outer": maps.outer.numpy()}
+    if maps.inner is not None:
+        arrays["inner"] = maps.inner.numpy()
+    storage.atomic_write_npz(path, **arrays)
+
+
+def load(path: str | Path) -> tuple[Tensor, AttentionMaps]:
+    """(uint8 images, maps) written by `save`."""
+    with np.load(path) as z:
+        inner = torch.from_numpy(z["inner"]) if "inner" in z else None
+        maps = AttentionMaps(torch.from_numpy(z["outer"]), torch.from_numpy(z["rollout"]), inner)
+        return torch.from_numpy(z["images"]), maps
 
 
 def rollout(outer: Tensor, num_prefix: int) -> Tensor:

@@ -11,16 +11,15 @@ import json
 import os
 import warnings
 from pathlib import Path
-from types import SimpleNamespace
 
-import numpy as np
 import pandas as pd
-import torch
 
 warnings.filterwarnings("ignore", message="IProgress not found")  # tqdm.auto in a kernel without ipywidgets
 
+from . import attention as attention_maps  # noqa: E402
 from . import results  # noqa: E402
 from .experiments import ROOT, teacher_run_config, titn_config  # noqa: E402
+from .notebook import ATTENTION_FILE  # noqa: E402
 
 PAPER_SOURCE = "Rahman et al. 2025, arXiv 2502.16762, abstract"
 PAPER = {  # top-1 / top-5 (%) as the paper reports them; MNIST top-5 is not given
@@ -176,13 +175,8 @@ def confusion(runs: pd.DataFrame, dataset: str) -> pd.DataFrame | None:
 def attention(runs: pd.DataFrame, dataset: str):
     """(images, maps) saved by the attention notebook for the distilled student, or None."""
     run_dir = _student_dir(runs, dataset)
-    path = run_dir / "attention.npz" if run_dir else None
-    if not path or not path.exists():
-        return None
-    z = np.load(path)
-    maps = SimpleNamespace(**{k: torch.from_numpy(z[k]) for k in ("rollout", "outer")})
-    maps.inner = torch.from_numpy(z["inner"]) if "inner" in z else None
-    return torch.from_numpy(z["images"]), maps
+    path = run_dir / ATTENTION_FILE if run_dir else None
+    return attention_maps.load(path) if path and path.exists() else None
 
 
 def _student_dir(runs: pd.DataFrame, dataset: str) -> Path | None:

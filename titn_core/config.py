@@ -209,13 +209,14 @@ def _profile_settings(profile: str, dataset: str, kind: str) -> tuple[str, dict,
         train = dict(epochs=1 if kind == "teacher" else 3, batch_size=64, lr=3e-3, warmup_epochs=0.2)
         return "titn-smoke", data, train
     if profile == "cpu":
-        # CIFAR: 15 epochs of titn-tiny with distillation take about 1.5 h on 2 cores, so a run (and the teacher
-        # before it) finishes inside one 3 h working session; see the book's "how to reproduce".
-        epochs = {"mnist": 12, "cifar10": 15, "cifar100": 15}[dataset]
+        # bf16 autocast: 2.1x (student) and 1.9x (teacher) faster training on this machine's avx512_bf16 cores, so
+        # 30 CIFAR student epochs take ~1.3 h (book: "how to reproduce"). On a CPU without native bf16 pass
+        # --set train.amp=off (slower, and a different config hash).
+        epochs = {"mnist": 12, "cifar10": 30, "cifar100": 30}[dataset]
         if kind == "teacher":
-            epochs = {"mnist": 4, "cifar10": 8, "cifar100": 8}[dataset]
+            epochs = {"mnist": 4, "cifar10": 15, "cifar100": 15}[dataset]
         data = dict(aug, label_smoothing=0.1 if cifar else 0.0)
-        train = dict(epochs=epochs, batch_size=128, lr=2e-3)
+        train = dict(epochs=epochs, batch_size=128, lr=2e-3, amp="bf16")
         return "titn-tiny", data, train
     if profile == "paper":
         data = dict(aug, randaugment=cifar, mixup_alpha=0.8 if cifar else 0.0, cutmix_alpha=1.0 if cifar else 0.0)

@@ -16,6 +16,11 @@ def topk_correct(logits: Tensor, targets: Tensor, ks=(1, 5)) -> dict[int, int]:
     return {k: int(hits[:, : min(k, kmax)].any(dim=1).sum()) for k in ks}
 
 
+def top_classes(logits: Tensor, k: int = 5) -> Tensor:
+    """The k most likely classes per row, best first (int16: compact enough to commit for every run)."""
+    return logits.topk(min(k, logits.shape[1]), dim=1).indices.to(torch.int16)
+
+
 def confusion_matrix(preds: Tensor, targets: Tensor, num_classes: int) -> Tensor:
     """(true, predicted) counts."""
     idx = targets * num_classes + preds

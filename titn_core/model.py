@@ -18,9 +18,16 @@ from torch import Tensor, nn
 
 from .config import ModelConfig
 
+# On CPU, up to this many tokens, the explicit softmax(QK^T)V beats the fused SDPA kernel, whose per-problem
+# overhead dominates short sequences (fwd+bwd, 2 cores, titn-tiny on CIFAR at batch 128: inner 10 vs 12 ms, outer
+# 10 vs 11 ms in fp32; 10 vs 42 and 7 vs 38 ms in bf16). SDPA wins from ~250 tokens in fp32 and on CUDA always.
+# `python benchmarks/attention_kernels.py [--dtype bfloat16]` measures it.
+CPU_EXPLICIT_ATTENTION_MAX_TOKENS = 128
+
 
 class Attention(nn.Module):
-    """Multi-head self-attention. Fused SDPA normally; explicit softmax only when the weights are wanted."""
+    """Multi-head self-attention: fused SDPA, except for short sequences on CPU (explicit is faster there, see
+    above) and when the attention weights are wanted."""
 
     def __init__(self, dim: int, heads: int):
         super().__init__()
@@ -31,12 +38,12 @@ class Attention(nn.Module):
     def forward(self, x: Tensor, need_weights: bool = False) -> tuple[Tensor, Tensor | None]:
         B, N, C = x.shape
         q, k, v = self.qkv(x).reshape(B, N, 3, self.heads, C // self.heads).permute(2, 0, 3, 1, 4)
-        if need_weights:
+        if need_weights or (x.device.type == "cpu" and N <= CPU_EXPLICIT_ATTENTION_MAX_TOKENS):
             weights = (q @ k.transpose(-2, -1) * q.shape[-1] ** -0.5).softmax(dim=-1)
             out = weights @ v
         else:
             weights, out = None, F.scaled_dot_product_attention(q, k, v)
-        return self.proj(out.transpose(1, 2).reshape(B, N, C)), weights
+        return self.proj(out.transpose(1, 2).reshape(B, N, C)), (weights if need_weights else None)
 
 
 class DropPath(nn.Module):

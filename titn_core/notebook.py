@@ -7,14 +7,15 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import torch
 
-from . import storage
-from .data import load_arrays, make_splits
+from . import attention, storage
+from .data import load_arrays, make_splits, normalize
 from .errors import TITNError
-from .metrics import confusion_matrix, predict
-from .trainer import RunResult, model_from_checkpoint
+from .metrics import confusion_matrix
+from .trainer import PREDICTIONS_FILE, RunResult, model_from_checkpoint
 
 PYTHON_TYPES = {"str": str, "int": int, "float": float, "bool": bool, "list": list, "dict": dict}
 
@@ -64,19 +65,42 @@ def load_trained(run: RunResult, which: str = "last") -> torch.nn.Module:
     return model.eval()
 
 
-def test_predictions(run: RunResult, which: str = "last") -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """(uint8 test images, labels, logits) for the run's model on its test split."""
+ATTENTION_FILE = "attention.npz"
+
+
+def attention_of(run: RunResult, n_images: int):
+    """(uint8 test images, AttentionMaps) of the run's final model: computed from its checkpoint and saved into
+    results/ when the checkpoint is here; otherwise the saved maps (a clean checkout has results, no checkpoints)."""
+    saved = Path(run.run_dir) / ATTENTION_FILE
+    if not (Path(run.checkpoint_dir) / "last.pt").exists():
+        if saved.exists():
+            print(f"no checkpoint for {run.run_id} here; showing the maps saved in {saved}")
+            return attention.load(saved)
+        raise TITNError(f"{run.run_id} has neither a checkpoint nor {saved}; retrain it with --force")
+    cfg = run.config
+    images = make_splits(load_arrays(cfg.data.dataset, cfg.data.data_dir), cfg.data).x_test[:n_images]
+    maps = attention.attention_maps(load_trained(run), normalize(images, cfg.data.dataset))
+    attention.save(saved, images, maps)
+    return images, maps
+
+
+def saved_test_predictions(run: RunResult) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(uint8 test images, labels, top-5 predicted classes of the final model), read from the run's results folder
+    (the trainer writes them), so a clean checkout draws confusion matrices without checkpoints."""
+    path = Path(run.run_dir) / PREDICTIONS_FILE
+    if not path.exists():
+        raise TITNError(f"{path} is missing (the run predates it); retrain it with `python -m titn_core train --force`")
+    with np.load(path) as saved:
+        top5 = torch.from_numpy(saved["top5"]).long()
     cfg = run.config
     splits = make_splits(load_arrays(cfg.data.dataset, cfg.data.data_dir), cfg.data)
-    model = load_trained(run, which)
-    logits = predict(model, splits.x_test, cfg.data.dataset, cfg.train.eval_batch_size, "cpu")
-    return splits.x_test, splits.y_test, logits
+    return splits.x_test, splits.y_test, top5
 
 
-def per_class_report(labels: torch.Tensor, logits: torch.Tensor, dataset: str) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """(confusion matrix as a labelled DataFrame, per-class accuracy table)."""
+def per_class_report(labels: torch.Tensor, preds: torch.Tensor, dataset: str) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(confusion matrix as a labelled DataFrame, per-class accuracy table) from top-1 predicted classes."""
     names = CLASS_NAMES[dataset]
-    cm = confusion_matrix(logits.argmax(1), labels, len(names))
+    cm = confusion_matrix(preds, labels, len(names))
     cm_df = pd.DataFrame(cm.numpy(), index=pd.Index(names, name="true"), columns=pd.Index(names, name="predicted"))
     support = cm.sum(1)
     per_class = pd.DataFrame(

@@ -34,10 +34,9 @@ def _show(ax, image: torch.Tensor) -> None:
     ax.axis("off")
 
 
-def predictions(images: torch.Tensor, labels, logits, names: list[str], n: int = 12):
-    """A grid of test images with predicted / true class (red when wrong)."""
+def predictions(images: torch.Tensor, labels, preds, names: list[str], n: int = 12):
+    """A grid of test images with predicted (top-1 class) / true class (red when wrong)."""
     fig, axes = plt.subplots(1, n, figsize=(1.3 * n, 1.8))
-    preds = logits.argmax(1)
     for i, ax in enumerate(axes):
         _show(ax, images[i])
         ok = preds[i] == labels[i]

@@ -14,6 +14,7 @@ import sys
 import tempfile
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from .errors import TITNError
@@ -52,6 +53,13 @@ def read_json(path: str | Path) -> dict:
         return json.loads(Path(path).read_text())
     except json.JSONDecodeError as e:
         raise TITNError(f"{path} is truncated or corrupt ({e.msg}); delete it and rerun the command") from e
+
+
+def atomic_write_npz(path: str | Path, **arrays) -> None:
+    """Compressed .npz, written whole or not at all."""
+    buffer = io.BytesIO()
+    np.savez_compressed(buffer, **arrays)
+    atomic_write_bytes(path, buffer.getvalue())
 
 
 def save_checkpoint(path: str | Path, state: dict) -> None:

@@ -8,6 +8,7 @@ i.e. 8x8 for 32 px and 7x7 for 28 px, the same grid as a patch-4 student.
 
 from __future__ import annotations
 
+import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
@@ -73,4 +74,6 @@ class ResNetTeacher(nn.Module):
 
 
 def build_teacher(name: str, in_chans: int, num_classes: int) -> ResNetTeacher:
-    return ResNetTeacher(name, in_chans, num_classes)
+    """Channels-last weights make oneDNN run every convolution in NHWC: 1.2x faster training on 2 CPU cores
+    (benchmarks/teacher_layout.py), same numbers; the layout follows the weights, inputs can stay NCHW."""
+    return ResNetTeacher(name, in_chans, num_classes).to(memory_format=torch.channels_last)
