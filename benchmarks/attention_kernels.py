@@ -4,7 +4,8 @@
 
 Why it exists: the inner transformer attends over a handful of words per patch, batched over every patch of every
 image. There the fused kernel's per-problem overhead dominates, and `titn_core.model.SMALL_SEQUENCE` switches to
-the explicit form. This script is the measurement behind that threshold; it prints milliseconds, it asserts nothing.
+the explicit form. This script is the measurement behind that threshold: it prints milliseconds and writes
+results/benchmarks/attention-kernels-<device>-<dtype>.json for the book's efficiency chapter; it asserts nothing.
 """
 
 from __future__ import annotations
@@ -17,8 +18,10 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
 
+from titn_core import storage  # noqa: E402
 from titn_core.config import model_preset  # noqa: E402
 
 
@@ -47,6 +50,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--batch-size", type=int, default=128)
     p.add_argument("--repeats", type=int, default=5)
     p.add_argument("--dtype", default="float32", choices=["float32", "bfloat16"])
+    p.add_argument("--out", default=str(ROOT / "results" / "benchmarks"))
     args = p.parse_args(argv)
     dtype = getattr(torch, args.dtype)
 
@@ -59,6 +63,7 @@ def main(argv: list[str] | None = None) -> int:
     }
     print(f"{torch.get_num_threads()} threads, {args.dtype}; forward + backward, best of {args.repeats}")
     print(f"{'attention':32s} {'(batch, heads, tokens, head dim)':>34s} {'SDPA ms':>9s} {'explicit ms':>12s}")
+    rows = []
     for name, (b, h, n, width) in shapes.items():
         d = width // h
         q, k, v = (torch.randn(b, h, n, d, dtype=dtype, requires_grad=True) for _ in range(3))
@@ -67,6 +72,19 @@ def main(argv: list[str] | None = None) -> int:
         sdpa_ms = best_ms(lambda q=q, k=k, v=v, g=grad: fused(q, k, v).backward(g), args.repeats)
         explicit_ms = best_ms(lambda q=q, k=k, v=v, g=grad: explicit(q, k, v).backward(g), args.repeats)
         print(f"{name:32s} {str((b, h, n, d)):>34s} {sdpa_ms:9.1f} {explicit_ms:12.1f}")
+        rows.append({"attention": name, "shape": [b, h, n, d], "sdpa_ms": sdpa_ms, "explicit_ms": explicit_ms})
+    record = {
+        "preset": args.preset,
+        "dtype": args.dtype,
+        "threads": torch.get_num_threads(),
+        "repeats": args.repeats,
+        "rows": rows,
+        "environment": storage.environment(),
+        "command": "python benchmarks/attention_kernels.py " + " ".join(argv if argv is not None else sys.argv[1:]),
+    }
+    out = Path(args.out) / f"attention-kernels-cpu-{args.preset}-{args.dtype}.json"
+    storage.atomic_write_json(out, record)
+    print(f"wrote {out}")
     return 0
 
 

@@ -38,9 +38,9 @@ from titn_core.model import build_titn  # noqa: E402
 from titn_core.trainer import pick_device  # noqa: E402
 
 
-def matmul_peak(device: torch.device, n: int = 2048, repeats: int = 10) -> float:
-    """Best fp32 FLOP/s of an n x n matmul: the yardstick for "fraction of peak"."""
-    a, b = torch.randn(n, n, device=device), torch.randn(n, n, device=device)
+def matmul_peak(device: torch.device, dtype: torch.dtype, n: int = 2048, repeats: int = 10) -> float:
+    """Best FLOP/s of an n x n matmul in the precision the models run in: the yardstick for "fraction of peak"."""
+    a, b = torch.randn(n, n, device=device, dtype=dtype), torch.randn(n, n, device=device, dtype=dtype)
     best = float("inf")
     for _ in range(repeats):
         sync(device)
@@ -167,7 +167,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--rounds", type=int, default=5, help="round-robin rounds; the median round counts")
     p.add_argument("--device", default="auto")
     p.add_argument("--compile", action="store_true", help="torch.compile every model (off: it did not pay on CPU)")
-    p.add_argument("--amp", action="store_true", help="bf16 autocast (default on CUDA only)")
+    p.add_argument(
+        "--amp", action="store_true", help="bf16 autocast for every model (always on CUDA); the cpu profile trains so"
+    )
     p.add_argument("--only", nargs="*", help="substrings of model names to keep")
     p.add_argument("--out", default=str(ROOT / "results" / "benchmarks"))
     args = p.parse_args(argv)
@@ -182,8 +184,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.only:
         builders = {k: v for k, v in builders.items() if any(s.lower() in k.lower() for s in args.only)}
 
-    peak = matmul_peak(device)
-    print(f"device {device}, {torch.get_num_threads()} threads, matmul peak {peak / 1e9:.1f} GFLOP/s (fp32)")
+    precision = "bf16" if amp else "fp32"
+    peak = matmul_peak(device, torch.bfloat16 if amp else torch.float32)
+    print(f"device {device}, {torch.get_num_threads()} threads, matmul peak {peak / 1e9:.1f} GFLOP/s ({precision})")
     runners, rows = {}, {}
     for name, build in builders.items():
         model = build()
@@ -238,6 +241,7 @@ def main(argv: list[str] | None = None) -> int:
         "steps": args.steps,
         "rounds": args.rounds,
         "matmul_peak_flops": peak,
+        "matmul_peak_precision": precision,
         "memory_measure": "activations saved for backward + params/grads/AdamW"
         if device.type == "cpu"
         else "CUDA max_memory_allocated",
@@ -245,7 +249,7 @@ def main(argv: list[str] | None = None) -> int:
         "environment": storage.environment(),
         "command": "python benchmarks/throughput.py " + " ".join(argv if argv is not None else sys.argv[1:]),
     }
-    suffix = "-compile" if args.compile else ""
+    suffix = ("-bf16" if amp and device.type == "cpu" else "") + ("-compile" if args.compile else "")
     out = Path(args.out) / f"throughput-{device.type}-{args.preset}-b{args.batch_size}{suffix}.json"
     storage.atomic_write_json(out, record)
     print(f"\nwrote {out}")

@@ -2,6 +2,7 @@
 
 import json
 import shutil
+from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -102,3 +103,18 @@ def test_distilled_student_reuses_one_trained_teacher(smoke_config):
     soft = train(smoke_config(teacher="resnet-small", kd="soft", overrides={"train.epochs": 1}))
     assert soft.metrics["teacher_checkpoint"] == teacher_ckpt
     assert __import__("os").stat(teacher_ckpt).st_mtime_ns == stamp, "the teacher must not be retrained"
+
+
+def test_a_teacher_with_results_but_no_checkpoint_is_retrained_not_loaded(smoke_config):
+    """A clean checkout has the teacher's results/ but not its weights: distilling must retrain it, and keep the
+    old metrics beside the new ones instead of passing a half-retrained teacher off as complete."""
+    first = train(smoke_config(teacher="resnet-small", kd="soft", overrides={"train.epochs": 1}))
+    teacher_ckpt = Path(first.metrics["teacher_checkpoint"])
+    shutil.rmtree(teacher_ckpt.parent)
+    second = train(smoke_config(teacher="resnet-small", kd="soft", overrides={"train.epochs": 1, "train.seed": 1}))
+    assert teacher_ckpt.exists() and second.metrics["teacher_checkpoint"] == str(teacher_ckpt)
+    teacher_run = first.run_dir.parent / first.metrics["teacher_run_id"]
+    assert (teacher_run / "metrics.before-retraining.json").exists() and (teacher_run / "metrics.json").exists()
+    old = json.loads((teacher_run / "metrics.before-retraining.json").read_text())
+    new = json.loads((teacher_run / "metrics.json").read_text())
+    assert old["test_top1"] == new["test_top1"], "same seed, same machine: the retrained teacher is the same"

@@ -194,8 +194,41 @@ def ablations() -> pd.DataFrame:
     return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
 
 
-def benchmarks() -> list[dict]:
-    return [json.loads(p.read_text()) for p in sorted((results_dir() / "benchmarks").glob("*.json"))]
+def benchmarks(kind: str = "throughput") -> list[dict]:
+    """The records `benchmarks/<kind>*.py` wrote: "throughput" or "attention-kernels"."""
+    return [json.loads(p.read_text()) for p in sorted((results_dir() / "benchmarks").glob(f"{kind}-*.json"))]
+
+
+def attention_kernel_table() -> pd.DataFrame:
+    """Fused SDPA against explicit attention at the TITN block's shapes, per precision (forward + backward)."""
+    rows = [
+        {"precision": r["dtype"], "attention": row["attention"], "(batch, heads, tokens, head dim)": str(row["shape"]),
+         "SDPA ms": round(row["sdpa_ms"], 1), "explicit ms": round(row["explicit_ms"], 1)}
+        for r in benchmarks("attention-kernels") for row in r["rows"]
+    ]  # fmt: skip
+    return pd.DataFrame(rows)
+
+
+def benchmark_table(record: dict) -> pd.DataFrame:
+    """One benchmark JSON as a readable table: speed, share of the matmul peak, memory, speed-up over timm's TNT."""
+    rows = []
+    base = record["models"].get("timm TNT", {}).get("train_images_per_s")
+    for name, m in record["models"].items():
+        train, infer, frac = m.get("train_images_per_s"), m.get("infer_images_per_s"), m.get("train_peak_fraction")
+        rows.append(
+            {
+                "model": name,
+                "params (M)": round(m["params"] / 1e6, 2),
+                "MFLOPs/img": round(m["forward_flops_per_image"] / 1e6, 1),
+                "train img/s": round(train, 1) if train else "fails",
+                "infer img/s": round(infer, 1) if infer else "fails",
+                "train % of peak": round(100 * frac, 1) if frac else "-",
+                "train memory (MB)": round(m["train_memory_mb"]) if m.get("train_memory_mb") else "-",
+                "train vs timm TNT": f"{train / base:.2f}x" if train and base else "-",
+                "error": "; ".join(f"{k}: {v}" for k, v in m["errors"].items()),
+            }
+        )
+    return pd.DataFrame(rows)
 
 
 def time_to_accuracy(runs: pd.DataFrame) -> pd.DataFrame:
@@ -217,6 +250,21 @@ def time_to_accuracy(runs: pd.DataFrame) -> pd.DataFrame:
             }
         )
     return pd.DataFrame(rows).fillna("not reached")
+
+
+def distillation_cost(runs: pd.DataFrame) -> pd.DataFrame:
+    """Mean training seconds per epoch with and without distillation (same student, profile and seed): the
+    teacher's forward pass is the whole difference."""
+    rows = []
+    for (dataset, profile, seed), group in runs.groupby(["dataset", "profile", "seed"]):
+        by_role = {r.role: results.history(r.path)["epoch_train_seconds"].mean() for r in group.itertuples()}
+        kd, plain = by_role.get(STUDENT), by_role.get("TITN (no KD)")
+        if kd and plain:
+            rows.append(
+                {"dataset": DATASET_TITLES[dataset], "profile": profile, "seed": seed, "s/epoch, no KD": round(plain),
+                 "s/epoch, KD": round(kd), "KD / no KD": round(kd / plain, 2)}
+            )  # fmt: skip
+    return pd.DataFrame(rows)
 
 
 def dataset_chapter(dataset: str) -> None:
@@ -266,6 +314,7 @@ def profile_table() -> pd.DataFrame:
                     "epochs": s.train.epochs,
                     "batch": s.train.batch_size,
                     "lr (AdamW)": s.train.lr,
+                    "precision": {"bf16": "bf16 autocast", "off": "fp32"}.get(s.train.amp, "bf16 on CUDA, else fp32"),
                     "augmentation": ", ".join(aug)
                     + (f", label smoothing {d.label_smoothing}" * bool(d.label_smoothing)),
                     "train images": "4096 subset" if d.train_subset else "all but 5000 held out for validation",

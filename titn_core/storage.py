@@ -62,6 +62,14 @@ def atomic_write_npz(path: str | Path, **arrays) -> None:
     atomic_write_bytes(path, buffer.getvalue())
 
 
+def set_aside(path: str | Path, label: str) -> Path:
+    """Rename `name.ext` to `name.<label>.ext` (replacing an older one): kept for the record, never read as current."""
+    path = Path(path)
+    target = path.with_name(f"{path.stem}.{label}{path.suffix}")
+    os.replace(path, target)
+    return target
+
+
 def save_checkpoint(path: str | Path, state: dict) -> None:
     buf = io.BytesIO()
     torch.save({"format": CHECKPOINT_FORMAT, **state}, buf)

@@ -95,6 +95,12 @@ def load_teacher(cfg: RunConfig, device: torch.device) -> tuple[ResNetTeacher, d
         tcfg = teacher_config(cfg)
         with torch.random.fork_rng():  # the student's initialisation must not depend on whether this trains
             run = train(tcfg, resume=True)
+            if not (run.checkpoint_dir / "best.pt").exists():
+                # results without checkpoints (a clean checkout commits no weights): train the teacher again, with
+                # its old metrics set aside so a killed retraining resumes instead of passing for complete
+                aside = storage.set_aside(run.run_dir / "metrics.json", "before-retraining")
+                print(f"[{run.run_id}] no teacher checkpoint in {run.checkpoint_dir}; retraining it ({aside.name})")
+                run = train(tcfg, resume=True)
         path = run.checkpoint_dir / "best.pt"
     state = storage.load_checkpoint(path)
     tcfg = RunConfig.from_dict(state["config"])
