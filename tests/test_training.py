@@ -9,6 +9,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from titn_core import storage
 from titn_core.config import build_config
 from titn_core.data import load_arrays, normalize
 from titn_core.errors import TITNError
@@ -118,3 +119,17 @@ def test_a_teacher_with_results_but_no_checkpoint_is_retrained_not_loaded(smoke_
     old = json.loads((teacher_run / "metrics.before-retraining.json").read_text())
     new = json.loads((teacher_run / "metrics.json").read_text())
     assert old["test_top1"] == new["test_top1"], "same seed, same machine: the retrained teacher is the same"
+
+
+def test_compiled_training_runs_and_learns_like_eager(smoke_config):
+    """The --compile path (torch.compile in place) on CPU: same checkpoint format, results close to eager."""
+    over = {"train.epochs": 1, "data.train_subset": 1024}
+    eager = train(smoke_config(overrides=over))
+    cfg = smoke_config(overrides=over)
+    cfg.compile, cfg.run_id = True, "compiled"
+    compiled = train(cfg)
+    assert compiled.metrics["config_hash"] == eager.metrics["config_hash"], "compiling is not a setting of the run"
+    assert abs(compiled.metrics["test_top1"] - eager.metrics["test_top1"]) < 3.0
+    state = storage.load_checkpoint(compiled.checkpoint_dir / "last.pt")
+    assert not any(k.startswith("_orig_mod") for k in state["model"]), "checkpoints load into an eager model"
+    assert evaluate_checkpoint(compiled.checkpoint_dir / "last.pt", cfg.data.data_dir)["top1"] > 0

@@ -108,6 +108,7 @@ class RunConfig:
     results_dir: str = "results"
     checkpoint_dir: str = "checkpoints"
     device: str = "auto"
+    compile: bool = False  # torch.compile the student: +8% in bf16 on this CPU, minus ~1 min of compiling
     progress: bool = True
 
     def to_dict(self) -> dict:
@@ -136,7 +137,7 @@ class RunConfig:
         return f"{self.kind}-{self.data.dataset}-{arch}{kd}-{self.profile}-s{self.train.seed}-{self.hash()[:8]}"
 
 
-UNHASHED = {"run_id", "results_dir", "checkpoint_dir", "device", "progress"}
+UNHASHED = {"run_id", "results_dir", "checkpoint_dir", "device", "compile", "progress"}
 UNHASHED_DATA = {"data_dir"}
 UNHASHED_DISTILL = {"teacher_checkpoint"}
 

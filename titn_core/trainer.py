@@ -287,6 +287,8 @@ def train(cfg: RunConfig, resume: bool = False, force: bool = False, stop_after:
         storage.atomic_write_json(run_dir / "config.json", config_record)
     params = count_params(model)
     flops = count_flops(model, cfg.image_shape)
+    if cfg.compile:
+        model.compile()  # in place: parameter names and checkpoints stay those of the eager model
     env = storage.environment()  # captured now: it names the code that starts (or resumes) the run
     n_train = len(splits.y_train)
     for epoch in range(start_epoch, cfg.train.epochs):
