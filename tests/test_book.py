@@ -25,6 +25,8 @@ def built_book(smoke_plan, tmp_path_factory) -> Path:
     where, summary = smoke_plan
     assert summary["failed"] == []
     out = tmp_path_factory.mktemp("book")
+    # the committed benchmark records, so the efficiency chapter's tables are rendered too
+    shutil.copytree(ROOT / "results" / "benchmarks", Path(where["results_dir"]) / "benchmarks", dirs_exist_ok=True)
     env = {**os.environ, "TITN_RESULTS_DIR": where["results_dir"]}
     jupyter_book = str(Path(sys.executable).parent / "jupyter-book")
     jb = [jupyter_book, "build", str(ROOT), "--path-output", str(out), "-W", "-n", "--keep-going"]
@@ -113,3 +115,10 @@ def test_dataset_chapter_has_figures_and_the_comparison_table(built_book):
     assert html.count("<img") >= 3, "bars, curves and confusion matrix"
     table = html[html.index("<table") : html.index("</table>")]
     assert "<th" in table and all(f">{role}<" in table for role in ("TITN + KD (paper)", "TITN (no KD)", "teacher"))
+
+
+def test_efficiency_chapter_renders_the_committed_benchmarks(built_book):
+    html = (built_book / "book" / "efficiency.html").read_text()
+    assert "train vs timm TNT" in html and "ours TITN" in html, "the throughput table"
+    assert "explicit ms" in html, "the attention-kernel table"
+    assert "KD / no KD" in html, "the distillation-cost table from the smoke runs"
