@@ -120,5 +120,6 @@ def test_dataset_chapter_has_figures_and_the_comparison_table(built_book):
 def test_efficiency_chapter_renders_the_committed_benchmarks(built_book):
     html = (built_book / "book" / "efficiency.html").read_text()
     assert "train vs timm TNT" in html and "ours TITN" in html, "the throughput table"
+    assert "each at its fastest" in html, "the speed summary"
     assert "explicit ms" in html, "the attention-kernel table"
     assert "KD / no KD" in html, "the distillation-cost table from the smoke runs"

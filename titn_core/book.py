@@ -199,6 +199,27 @@ def benchmarks(kind: str = "throughput") -> list[dict]:
     return [json.loads(p.read_text()) for p in sorted((results_dir() / "benchmarks").glob(f"{kind}-*.json"))]
 
 
+def speed_summary() -> pd.DataFrame:
+    """Our TITN against timm's TNT in each benchmarked setting, then each at its fastest setting."""
+    rows, best = [], {}
+    for rec in benchmarks():
+        setting = ("bf16" if rec["amp_bf16"] else "fp32") + (" + compile" if rec["compile"] else "")
+        speeds = {n: rec["models"].get(n, {}).get("train_images_per_s") for n in ("ours TITN", "timm TNT")}
+        for name, speed in speeds.items():
+            if speed and speed > best.get(name, (0, ""))[0]:
+                best[name] = (speed, setting)
+        if all(speeds.values()):
+            rows.append({"setting": setting, "ours TITN img/s": round(speeds["ours TITN"], 1),
+                         "timm TNT img/s": round(speeds["timm TNT"], 1),
+                         "speed-up": round(speeds["ours TITN"] / speeds["timm TNT"], 2)})  # fmt: skip
+    if len(best) == 2:
+        (ours, ours_at), (timm, timm_at) = best["ours TITN"], best["timm TNT"]
+        rows.append({"setting": f"each at its fastest (ours: {ours_at}; timm: {timm_at})",
+                     "ours TITN img/s": round(ours, 1), "timm TNT img/s": round(timm, 1),
+                     "speed-up": round(ours / timm, 2)})  # fmt: skip
+    return pd.DataFrame(rows)
+
+
 def attention_kernel_table() -> pd.DataFrame:
     """Fused SDPA against explicit attention at the TITN block's shapes, per precision (forward + backward)."""
     rows = [
