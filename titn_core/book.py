@@ -103,6 +103,11 @@ def _budget(rows: pd.DataFrame) -> str:
     return f"{r['profile']} profile: {int(r['epochs'])} epochs, {hours:.2f} h/run on {_device(r)}"
 
 
+def _runs_and_seeds(rows: pd.DataFrame) -> str:
+    """ "2 (0, 1)": how many runs are averaged and which seeds they used."""
+    return f"{len(rows)} (" + ", ".join(str(int(s)) for s in sorted(rows["seed"])) + ")"
+
+
 def _device(row) -> str:
     return "2-core CPU" if row["device"] == "cpu" else str(row["device"])
 
@@ -126,7 +131,7 @@ def headline(runs: pd.DataFrame | None = None) -> pd.DataFrame:
                 "ours top-1": _mean_sd(ours["test_top1"]),
                 "ours top-5": _mean_sd(ours["test_top5"]),
                 "gap (top-1)": f"{gap:+.2f}",
-                "seeds": ", ".join(str(int(s)) for s in sorted(ours["seed"])),
+                "runs (seeds)": _runs_and_seeds(ours),
                 "budget": _budget(ours),
             }
         )
@@ -149,7 +154,7 @@ def comparison(runs: pd.DataFrame, dataset: str) -> pd.DataFrame:
                 "model": r["model"].iloc[0],
                 "test top-1": _mean_sd(r["test_top1"]),
                 "test top-5": _mean_sd(r["test_top5"]),
-                "seeds": str(len(r)),
+                "runs (seeds)": _runs_and_seeds(r),
                 "params (M)": round(r["params"].iloc[0] / 1e6, 2),
                 "MFLOPs/img": round(r["flops"].iloc[0] / 1e6, 1),
                 "epochs": str(int(r["epochs"].iloc[0])),
