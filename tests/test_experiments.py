@@ -7,7 +7,7 @@ import pytest
 
 from titn_core import results
 from titn_core.errors import TITNError
-from titn_core.experiments import Job, load_plan, run_plan
+from titn_core.experiments import Job, load_plan, main, run_plan
 from titn_core.notebook import check_parameters
 
 
@@ -46,3 +46,14 @@ def test_parameter_checks_name_the_parameter():
     with pytest.raises(TITNError, match="unknown notebook parameter.*colour"):
         check_parameters(ns, {"__annotations__", "epochs"})
     assert check_parameters({"__annotations__": {"lr": "float"}, "lr": 1}, {"__annotations__", "lr"}) == {"lr": 1.0}
+
+
+def test_where_selects_jobs_of_the_cpu_plan_and_rejects_bad_conditions(capsys):
+    assert main(["list", "--plan", "plans/cpu.yaml", "--where", "dataset=mnist", "--where", "notebook=attention"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert len(lines) == 1 and "attention.ipynb" in lines[0] and "'mnist'" in lines[0]
+    teachers = [j for j in load_plan("plans/cpu.yaml") if j.matches({"notebook": "train_teacher"})]
+    assert {j.parameters["dataset"] for j in teachers} == {"mnist", "cifar10"}
+    assert main(["list", "--plan", "plans/cpu.yaml", "--where", "dataset=svhn"]) == 2
+    assert main(["list", "--plan", "plans/cpu.yaml", "--where", "dataset"]) == 2
+    assert "KEY=VALUE" in capsys.readouterr().err

@@ -126,6 +126,11 @@ class Job:
     def label(self) -> str:
         return f"{self.notebook} {self.semantic_parameters}"
 
+    def matches(self, where: dict[str, str]) -> bool:
+        """`notebook=attention`, `dataset=mnist`, ...: every condition holds (values compared as text)."""
+        fields = {"notebook": Path(self.notebook).stem, **{k: str(v) for k, v in self.semantic_parameters.items()}}
+        return all(fields.get(k) == v for k, v in where.items())
+
 
 def load_plan(path: str | Path, overrides: dict | None = None) -> list[Job]:
     """Expand a YAML plan into jobs; `overrides` (e.g. results_dir, data_dir) apply to every job."""
@@ -207,6 +212,19 @@ def run_plan(jobs: list[Job]) -> dict:
     return summary
 
 
+def _select(jobs: list[Job], conditions: list[str]) -> list[Job]:
+    where = {}
+    for condition in conditions:
+        key, sep, value = condition.partition("=")
+        if not sep:
+            raise TITNError(f"--where {condition!r} needs the form KEY=VALUE, e.g. --where dataset=mnist")
+        where[key.strip()] = value.strip()
+    selected = [job for job in jobs if job.matches(where)]
+    if conditions and not selected:
+        raise TITNError(f"no job of the plan matches {' and '.join(conditions)}; see `list --plan ...`")
+    return selected
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m titn_core.experiments", description=__doc__.split("\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -217,13 +235,22 @@ def main(argv: list[str] | None = None) -> int:
     run.add_argument("--data-dir", help="override data_dir for every job")
     ls = sub.add_parser("list", help="show a plan's jobs and whether each is complete")
     ls.add_argument("--plan", required=True)
+    for p in (run, ls):
+        p.add_argument(
+            "--where",
+            action="append",
+            default=[],
+            metavar="KEY=VALUE",
+            help="only the jobs whose notebook or plan parameter matches, e.g. --where dataset=mnist "
+            "--where notebook=attention (repeatable: all must hold)",
+        )
     args = parser.parse_args(argv)
     try:
         over = {}
         for name in LOCATION_PARAMS:
             if getattr(args, name, None):
                 over[name] = getattr(args, name)
-        jobs = load_plan(args.plan, over)
+        jobs = _select(load_plan(args.plan, over), args.where)
         if args.command == "list":
             for job in jobs:
                 print(f"{'done   ' if job.is_complete() else 'pending'} {job.label()} -> {job.out_dir}")
