@@ -251,7 +251,7 @@ def benchmark_table(record: dict) -> pd.DataFrame:
                 "train % of peak": round(100 * frac, 1) if frac else "-",
                 "train memory (MB)": round(m["train_memory_mb"]) if m.get("train_memory_mb") else "-",
                 "train vs timm TNT": f"{train / base:.2f}x" if train and base else "-",
-                "error": "; ".join(f"{k}: {v}" for k, v in m["errors"].items()),
+                "error": "; ".join(f"{k}: {v[:70]}…" if len(v) > 70 else f"{k}: {v}" for k, v in m["errors"].items()),
             }
         )
     return pd.DataFrame(rows)
