@@ -32,7 +32,7 @@ bench: $(STAMP)
 test: $(STAMP)
 	$(PY) -m ruff check titn_core tests benchmarks
 	$(PY) -m ruff format --check titn_core tests benchmarks
-	$(PY) -m pytest -q tests
+	$(PY) -m pytest -q --durations=10 tests
 
 lint: $(STAMP)
 	$(PY) -m ruff check titn_core tests benchmarks
