@@ -19,9 +19,9 @@ from torch import Tensor, nn
 from .config import ModelConfig
 
 # On CPU, up to this many tokens, the explicit softmax(QK^T)V beats the fused SDPA kernel, whose per-problem
-# overhead dominates short sequences (fwd+bwd, 2 cores, titn-tiny on CIFAR at batch 128: inner 10 vs 12 ms, outer
-# 10 vs 11 ms in fp32; 10 vs 42 and 7 vs 38 ms in bf16). SDPA wins from ~250 tokens in fp32 and on CUDA always.
-# `python benchmarks/attention_kernels.py [--dtype bfloat16]` measures it.
+# overhead dominates short sequences (fwd+bwd, 2 cores, titn-tiny on CIFAR at batch 128: inner 11 vs 16 ms, outer
+# 10 vs 15 ms in fp32; 11 vs 50 and 7 vs 42 ms in bf16). SDPA wins from ~250 tokens in fp32 and on CUDA always.
+# `python benchmarks/attention_kernels.py [--dtype bfloat16]` measures it (results/benchmarks/attention-kernels-*).
 CPU_EXPLICIT_ATTENTION_MAX_TOKENS = 128
 
 
