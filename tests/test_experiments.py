@@ -57,3 +57,12 @@ def test_where_selects_jobs_of_the_cpu_plan_and_rejects_bad_conditions(capsys):
     assert main(["list", "--plan", "plans/cpu.yaml", "--where", "dataset=svhn"]) == 2
     assert main(["list", "--plan", "plans/cpu.yaml", "--where", "dataset"]) == 2
     assert "KEY=VALUE" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("plan", sorted(Path("plans").glob("*.yaml")), ids=lambda p: p.name)
+def test_every_committed_plan_expands_to_valid_runs(plan):
+    """A typo in a plan (dataset, family, kd) should fail here, not hours into a batch run."""
+    jobs = load_plan(plan)
+    assert jobs, f"{plan} has no jobs"
+    for job in jobs:
+        assert job.out_dir.parent.name in {"results", "ablations"}
