@@ -20,14 +20,16 @@ from .trainer import PREDICTIONS_FILE, RunResult, model_from_checkpoint
 PYTHON_TYPES = {"str": str, "int": int, "float": float, "bool": bool, "list": list, "dict": dict}
 
 
-def check_parameters(namespace: dict, names_before_injection: set[str]) -> dict:
+def check_parameters(namespace: dict, names_before_parameters: set[str]) -> dict:
     """Validate papermill parameters against the annotations of the notebook's `parameters` cell.
 
-    Unknown names (injected but never declared) and wrong types fail with one line naming the parameter, the
-    expected type and, where known, the accepted values. Returns the parameters as a dict.
+    `names_before_parameters` is the notebook's namespace just before that cell (taken there, not inside it, so
+    papermill's `--help-notebook` lists only real parameters). Unknown names (injected but never declared) and wrong
+    types fail with one line naming the parameter, the expected type and, where known, the accepted values.
+    Returns the parameters as a dict.
     """
     declared = dict(namespace.get("__annotations__", {}))
-    new = set(namespace) - names_before_injection
+    new = set(namespace) - names_before_parameters - set(declared)
     unknown = sorted(n for n in new if not n.startswith("_") and not callable(namespace[n]) and n != "params")
     if unknown:
         raise TITNError(f"unknown notebook parameter(s) {', '.join(unknown)}; accepted: {', '.join(sorted(declared))}")
