@@ -3,8 +3,9 @@
     python benchmarks/attention_kernels.py                  # titn-tiny on CIFAR, batch 128
 
 Why it exists: the inner transformer attends over a handful of words per patch, batched over every patch of every
-image. There the fused kernel's per-problem overhead dominates, and `titn_core.model.SMALL_SEQUENCE` switches to
-the explicit form. This script is the measurement behind that threshold: it prints milliseconds and writes
+image. There the fused kernel's per-problem overhead dominates, and the model switches to the explicit form up to
+`titn_core.model.CPU_EXPLICIT_ATTENTION_MAX_TOKENS` tokens on CPU. This script is the measurement behind that
+threshold: it prints milliseconds and writes
 results/benchmarks/attention-kernels-<device>-<dtype>.json for the book's efficiency chapter; it asserts nothing.
 """
 

@@ -200,7 +200,7 @@ def ablations() -> pd.DataFrame:
 
 
 def benchmarks(kind: str = "throughput") -> list[dict]:
-    """The records `benchmarks/<kind>*.py` wrote: "throughput" or "attention-kernels"."""
+    """The records `benchmarks/<kind>*.py` wrote: "throughput", "attention-kernels" or "step-profile"."""
     return [json.loads(p.read_text()) for p in sorted((results_dir() / "benchmarks").glob(f"{kind}-*.json"))]
 
 
@@ -232,6 +232,42 @@ def attention_kernel_table() -> pd.DataFrame:
          "SDPA ms": round(row["sdpa_ms"], 1), "explicit ms": round(row["explicit_ms"], 1)}
         for r in benchmarks("attention-kernels") for row in r["rows"]
     ]  # fmt: skip
+    return pd.DataFrame(rows)
+
+
+STEP_KINDS = ("matmul and convolution", "casts and layout copies", "layer norm", "activation and softmax",
+              "other elementwise and reductions", "optimiser")  # fmt: skip
+MATMUL = STEP_KINDS[0]
+
+
+def step_profile_table() -> pd.DataFrame:
+    """Milliseconds of operator time per training step by kind of work, per model and precision, with shares."""
+    rows = []
+    for rec in benchmarks("step-profile"):
+        for name, m in rec["models"].items():
+            total = sum(m["ms_per_step"].values())
+            row = {"precision": "bf16 autocast" if rec["amp_bf16"] else "fp32", "model": name,
+                   "operator ms/step": round(total)}  # fmt: skip
+            row.update({kind: f"{100 * m['ms_per_step'][kind] / total:.0f}%" for kind in STEP_KINDS})
+            rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def speedup_headroom(target: float = 1.5) -> pd.DataFrame:
+    """How much of ours outside matmul would have to go for `target` x timm's step time, matmuls unchanged."""
+    rows = []
+    for rec in benchmarks("step-profile"):
+        ours, timm = (rec["models"].get(n, {}).get("ms_per_step") for n in ("ours TITN", "timm TNT"))
+        if not (ours and timm):
+            continue
+        matmul, other = ours[MATMUL], sum(ours.values()) - ours[MATMUL]
+        allowed = sum(timm.values()) / target - matmul
+        rows.append({"precision": "bf16 autocast" if rec["amp_bf16"] else "fp32",
+                     "ours: matmul ms": round(matmul), "ours: everything else ms": round(other),
+                     "timm TNT: total ms": round(sum(timm.values())),
+                     f"everything else allowed for {target}x ms": round(allowed),
+                     "cut needed": f"{100 * (1 - allowed / other):.0f}%" if allowed > 0
+                     else "impossible: our matmuls alone take longer"})  # fmt: skip
     return pd.DataFrame(rows)
 
 

@@ -1,0 +1,115 @@
+"""Where a training step's time goes: torch.profiler's self time per operator, grouped into a few kinds of work.
+
+    python benchmarks/step_profile.py --amp          # titn-tiny on CIFAR, batch 128, bf16 autocast (the cpu profile)
+    python benchmarks/step_profile.py                # the same in fp32
+
+Why it exists: the throughput benchmark says how fast each model trains and what fraction of the matmul peak it
+reaches; this says why not more. Each model of `throughput.py` (ours, our ViT, timm's TNT) runs a few training
+steps under the profiler; operator self times are summed into matmul, casts and layout copies, layer norm,
+activations and softmax, other elementwise work and the optimiser. Writes
+results/benchmarks/step-profile-<device>-<preset>-b<batch>[-bf16].json for the book's efficiency chapter.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+import torch
+from torch.profiler import ProfilerActivity, profile
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "benchmarks"))
+
+from throughput import Runner, peers  # noqa: E402
+
+from titn_core import storage  # noqa: E402
+from titn_core.config import MODEL_PRESETS, model_preset  # noqa: E402
+from titn_core.trainer import pick_device  # noqa: E402
+
+# operator name (without "aten::") -> kind of work; anything not listed counts as "other elementwise"
+KINDS = {
+    "matmul and convolution": {"mm", "bmm", "addmm", "baddbmm", "mkldnn_convolution", "convolution_backward"},
+    "casts and layout copies": {"copy_", "_to_copy", "clone", "cat", "contiguous", "_unsafe_view"},
+    "layer norm": {"native_layer_norm", "native_layer_norm_backward"},
+    "activation and softmax": {"gelu", "gelu_backward", "_softmax", "_softmax_backward_data"},
+    "optimiser": {"_fused_adamw_"},
+}
+OTHER = "other elementwise and reductions"
+
+
+def kind_of(op: str) -> str | None:
+    """The kind of an aten operator; None for wrappers (autograd nodes, optimiser step) that have no own work."""
+    if not op.startswith("aten::"):
+        return None
+    name = op.removeprefix("aten::")
+    return next((kind for kind, ops in KINDS.items() if name in ops), OTHER)
+
+
+def profile_steps(runner: Runner, x: torch.Tensor, y: torch.Tensor, steps: int) -> dict:
+    """Self milliseconds per kind for `steps` training steps, plus the wall time of those steps."""
+    for _ in range(2):
+        runner.train_step(x, y)  # warm-up
+    with profile(activities=[ProfilerActivity.CPU]) as prof:
+        start = time.perf_counter()
+        for _ in range(steps):
+            runner.train_step(x, y)
+        wall = time.perf_counter() - start
+    per_kind = dict.fromkeys([*KINDS, OTHER], 0.0)
+    for event in prof.key_averages():
+        kind = kind_of(event.key)
+        if kind:
+            per_kind[kind] += event.self_cpu_time_total / 1e3 / steps
+    return {"ms_per_step": per_kind, "profiled_wall_ms_per_step": 1e3 * wall / steps}
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--preset", default="titn-tiny", choices=[m for m in MODEL_PRESETS if m.startswith("titn")])
+    p.add_argument("--batch-size", type=int, default=128)
+    p.add_argument("--steps", type=int, default=4)
+    p.add_argument("--amp", action="store_true", help="bf16 autocast (the cpu profile trains so)")
+    p.add_argument("--only", nargs="*", help="substrings of model names to keep")
+    p.add_argument("--out", default=str(ROOT / "results" / "benchmarks"))
+    args = p.parse_args(argv)
+
+    device = pick_device("auto")
+    torch.manual_seed(0)
+    cfg = model_preset(args.preset, 32)
+    x = torch.randn(args.batch_size, 3, 32, 32, device=device)
+    y = torch.randint(0, 10, (args.batch_size,), device=device)
+    builders = {k: v for k, v in peers(cfg, 32, 3, 10).items() if k != "transformer-in-transformer"}  # cannot train
+    if args.only:
+        builders = {k: v for k, v in builders.items() if any(s.lower() in k.lower() for s in args.only)}
+
+    models = {}
+    for name, build in builders.items():
+        models[name] = profile_steps(Runner(build(), device, False, args.amp), x, y, args.steps)
+        kinds = models[name]["ms_per_step"]
+        total = sum(kinds.values())
+        shares = ", ".join(f"{k} {100 * v / total:.0f}%" for k, v in kinds.items())
+        print(f"{name}: {total:.0f} ms of operator time per step ({shares})")
+    record = {
+        "preset": args.preset,
+        "input": [args.batch_size, 3, 32, 32],
+        "device": str(device),
+        "threads": torch.get_num_threads(),
+        "amp_bf16": args.amp,
+        "steps": args.steps,
+        "kinds": {k: sorted(v) for k, v in KINDS.items()},
+        "models": models,
+        "environment": storage.environment(),
+        "command": "python benchmarks/step_profile.py " + " ".join(argv if argv is not None else sys.argv[1:]),
+    }
+    suffix = "-bf16" if args.amp else ""
+    out = Path(args.out) / f"step-profile-{device.type}-{args.preset}-b{args.batch_size}{suffix}.json"
+    storage.atomic_write_json(out, record)
+    print(f"wrote {out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

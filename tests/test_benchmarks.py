@@ -1,0 +1,34 @@
+"""The benchmark scripts run end to end on a tiny input and write records the book can read (no timing asserted)."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def run_script(name: str, *args: str) -> None:
+    subprocess.run([sys.executable, str(ROOT / "benchmarks" / name), *args], check=True, capture_output=True)
+
+
+def test_step_profile_sorts_operator_time_into_kinds(tmp_path):
+    args = ["--amp", "--batch-size", "4", "--steps", "1", "--only", "ours", "--out", str(tmp_path)]
+    run_script("step_profile.py", *args)
+    record = json.loads((tmp_path / "step-profile-cpu-titn-tiny-b4-bf16.json").read_text())
+    assert set(record["models"]) == {"ours TITN", "ours ViT (no inner)"}
+    for model in record["models"].values():
+        kinds = model["ms_per_step"]
+        assert kinds["matmul and convolution"] > 0 and kinds["layer norm"] > 0
+        assert sum(kinds.values()) <= 1.5 * model["profiled_wall_ms_per_step"] * record["threads"]
+
+
+def test_step_profile_kinds_cover_the_operators_that_matter():
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    from step_profile import OTHER, kind_of
+
+    assert kind_of("aten::bmm") == "matmul and convolution"
+    assert kind_of("aten::copy_") == "casts and layout copies"
+    assert kind_of("aten::gelu_backward") == "activation and softmax"
+    assert kind_of("aten::add_") == OTHER
+    assert kind_of("AddmmBackward0") is None, "autograd wrappers own no work; counting them would double it"
