@@ -1,5 +1,5 @@
 # The README's commands: `make book` (the book from results/, no training), `make reproduce` (the runs behind it,
-# cached), `make test` (lint + tests, what CI runs), `make bench` (the speed benchmark).
+# cached), `make test` (lint + tests, what CI runs), `make bench` (the speed benchmarks, in the cpu profile's bf16).
 # All of them create or reuse the virtual environment in $(VENV).
 VENV ?= .venv
 PY := $(VENV)/bin/python
@@ -27,7 +27,9 @@ reproduce: $(STAMP)
 
 bench: $(STAMP)
 	$(PY) -m pip install -q -e ".[dev,book,bench]"
-	$(PY) benchmarks/throughput.py
+	$(PY) benchmarks/throughput.py --amp
+	$(PY) benchmarks/step_profile.py --amp
+	$(PY) benchmarks/attention_kernels.py --dtype bfloat16
 
 test: $(STAMP)
 	$(PY) -m ruff check titn_core tests benchmarks
