@@ -18,8 +18,9 @@ $(STAMP): pyproject.toml
 env: $(STAMP)
 
 # The book, offline, from the results/ committed here (or $$TITN_RESULTS_DIR); opens at _build/html/index.html.
+# --all: every page re-reads results/ (Sphinx would otherwise skip pages whose .md did not change, leaving old tables).
 book: $(STAMP)
-	$(VENV)/bin/jupyter-book build . -W -n --keep-going
+	$(VENV)/bin/jupyter-book build . --all -W -n --keep-going
 
 # Every run the book shows (cached by config hash: only missing or interrupted runs train).
 reproduce: $(STAMP)
