@@ -13,7 +13,7 @@ from titn_core import storage
 from titn_core.config import build_config
 from titn_core.data import load_arrays, normalize
 from titn_core.errors import TITNError
-from titn_core.notebook import attention_of, per_class_report, saved_test_predictions
+from titn_core.notebook import attention_of, one_per_class, per_class_report, saved_test_predictions
 from titn_core.trainer import build_model, evaluate_checkpoint, train
 
 
@@ -54,6 +54,12 @@ def test_smoke_run_learns_and_writes_complete_results(smoke_config):
     assert 100.0 * int((top5[:, 0] == labels).sum()) / len(labels) == m["test_top1"]
     cm, per_class = per_class_report(labels, top5[:, 0], "mnist")
     assert cm.to_numpy().sum() == m["test_images"] and per_class["images"].sum() == m["test_images"]
+
+
+def test_attention_images_cycle_through_the_classes():
+    labels = torch.tensor([0, 0, 0, 1, 1, 2])  # sorted by class, like CIFAR-10's test split here
+    assert one_per_class(labels, 5).tolist() == [0, 3, 5, 1, 4]
+    assert one_per_class(labels, 99).tolist() == [0, 3, 5, 1, 4, 2]
 
 
 def test_attention_maps_come_from_the_checkpoint_else_from_results(smoke_config):

@@ -70,6 +70,15 @@ def load_trained(run: RunResult, which: str = "last") -> torch.nn.Module:
 ATTENTION_FILE = "attention.npz"
 
 
+def one_per_class(labels: torch.Tensor, n: int) -> torch.Tensor:
+    """Indices of n test images that cycle through the classes (the first image of class 0, 1, ..., then the second
+    of each): CIFAR-10's test split here is sorted by class, so its first n images would all be airplanes."""
+    classes = labels.unique()
+    per_class = [torch.nonzero(labels == c).flatten() for c in classes]
+    order = [idx[k] for k in range(max(len(i) for i in per_class)) for idx in per_class if k < len(idx)]
+    return torch.stack(order[:n])
+
+
 def attention_of(run: RunResult, n_images: int):
     """(uint8 test images, AttentionMaps) of the run's final model: computed from its checkpoint and saved into
     results/ when the checkpoint is here; otherwise the saved maps (a clean checkout has results, no checkpoints)."""
@@ -80,7 +89,8 @@ def attention_of(run: RunResult, n_images: int):
             return attention.load(saved)
         raise TITNError(f"{run.run_id} has neither a checkpoint nor {saved}; retrain it with --force")
     cfg = run.config
-    images = make_splits(load_arrays(cfg.data.dataset, cfg.data.data_dir), cfg.data).x_test[:n_images]
+    splits = make_splits(load_arrays(cfg.data.dataset, cfg.data.data_dir), cfg.data)
+    images = splits.x_test[one_per_class(splits.y_test, n_images)]
     maps = attention.attention_maps(load_trained(run), normalize(images, cfg.data.dataset))
     attention.save(saved, images, maps)
     return images, maps
