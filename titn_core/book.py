@@ -240,13 +240,18 @@ STEP_KINDS = ("matmul and convolution", "casts and layout copies", "layer norm",
 MATMUL = STEP_KINDS[0]
 
 
+def precision_of(record: dict) -> str:
+    """How a benchmark record's models ran: "bf16 autocast" or "fp32"."""
+    return "bf16 autocast" if record["amp_bf16"] else "fp32"
+
+
 def step_profile_table() -> pd.DataFrame:
     """Milliseconds of operator time per training step by kind of work, per model and precision, with shares."""
     rows = []
     for rec in benchmarks("step-profile"):
         for name, m in rec["models"].items():
             total = sum(m["ms_per_step"].values())
-            row = {"precision": "bf16 autocast" if rec["amp_bf16"] else "fp32", "model": name,
+            row = {"precision": precision_of(rec), "model": name,
                    "operator ms/step": round(total)}  # fmt: skip
             row.update({kind: f"{100 * m['ms_per_step'][kind] / total:.0f}%" for kind in STEP_KINDS})
             rows.append(row)
@@ -262,7 +267,7 @@ def speedup_headroom(target: float = 1.5) -> pd.DataFrame:
             continue
         matmul, other = ours[MATMUL], sum(ours.values()) - ours[MATMUL]
         allowed = sum(timm.values()) / target - matmul
-        rows.append({"precision": "bf16 autocast" if rec["amp_bf16"] else "fp32",
+        rows.append({"precision": precision_of(rec),
                      "ours: matmul ms": round(matmul), "ours: everything else ms": round(other),
                      "timm TNT: total ms": round(sum(timm.values())),
                      f"everything else allowed for {target}x ms": round(allowed),
