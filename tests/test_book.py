@@ -115,6 +115,7 @@ def test_dataset_chapter_has_figures_and_the_comparison_table(built_book):
     assert html.count("<img") >= 3, "bars, curves and confusion matrix"
     table = html[html.index("<table") : html.index("</table>")]
     assert "<th" in table and all(f">{role}<" in table for role in ("TITN + KD (paper)", "TITN (no KD)", "teacher"))
+    assert "Counting its teacher, the distilled student cost" in html, "distillation priced with the teacher's hours"
 
 
 def test_efficiency_chapter_renders_the_committed_benchmarks(built_book):

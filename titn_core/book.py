@@ -171,6 +171,22 @@ def histories(runs: pd.DataFrame, dataset: str, seed: int = 0) -> dict[str, pd.D
     return {row.role: results.history(row.path) for row in sub.itertuples()}
 
 
+def wall_clock_note(curves: dict[str, pd.DataFrame], teacher_hours: float) -> str:
+    """One sentence pricing distillation honestly: the distilled student's hours plus its teacher's."""
+    if STUDENT not in curves or not teacher_hours:
+        return ""
+    own = curves[STUDENT]["wall_seconds"].iloc[-1] / 3600
+    text = (f"Counting its teacher, the distilled student cost {teacher_hours:.2f} h (teacher) + {own:.2f} h "
+            f"(student) = {teacher_hours + own:.2f} h of this machine")  # fmt: skip
+    plain = curves.get("TITN (no KD)")
+    if plain is not None:
+        text += f", against {plain['wall_seconds'].iloc[-1] / 3600:.2f} h for TITN without distillation"
+    return text + (
+        ". The teacher is trained once and reused by every seed and ablation of the dataset, so its "
+        "share shrinks as more students use it; wall times are as measured, including any contention."
+    )
+
+
 def confusion(runs: pd.DataFrame, dataset: str) -> pd.DataFrame | None:
     """The distilled student's test confusion matrix, if its notebook wrote one."""
     path = _student_dir(runs, dataset) / "confusion.csv" if _student_dir(runs, dataset) else None
@@ -352,7 +368,10 @@ def dataset_chapter(dataset: str) -> None:
     display(comparison(runs, dataset).style.hide(axis="index").format(precision=2))
     shown = runs[runs["profile"] == profile]
     report.bars(shown, x="role", title=f"{variant}: test top-1 per role ({profile} profile, bars = mean, ticks = sd)")
-    report.compare_curves(histories(runs, dataset), f"{variant}, {profile} profile, seed 0")
+    curves = histories(runs, dataset)
+    teacher_hours = curves["teacher"]["wall_seconds"].iloc[-1] / 3600 if "teacher" in curves else 0.0
+    report.compare_curves(curves, f"{variant}, {profile} profile, seed 0", start_hours={STUDENT: teacher_hours})
+    display(Markdown(wall_clock_note(curves, teacher_hours)))
     cm = confusion(runs, dataset)
     if cm is not None:
         report.confusion(cm, f"distilled TITN, {variant} test confusion matrix")

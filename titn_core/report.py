@@ -82,13 +82,24 @@ def attention_overlays(images: torch.Tensor, maps, n: int = 6):
     return fig
 
 
-def compare_curves(histories: dict[str, pd.DataFrame], title: str = ""):
-    """Test top-1 and training loss per epoch, one line per run (teacher, TITN with/without KD, ViT)."""
-    fig, (ax_acc, ax_loss) = plt.subplots(1, 2, figsize=(10, 3.5))
+def compare_curves(histories: dict[str, pd.DataFrame], title: str = "", start_hours: dict[str, float] | None = None):
+    """Test top-1 per epoch and per wall-clock hour, and training loss, one line per run.
+
+    `start_hours` shifts a run's wall-clock curve right (a distilled student starts after its teacher's training),
+    so the middle panel compares what each approach reaches for the same total CPU time.
+    """
+    start_hours = start_hours or {}
+    fig, (ax_acc, ax_wall, ax_loss) = plt.subplots(1, 3, figsize=(13, 3.5))
     for label, hist in histories.items():
-        ax_acc.plot(hist["epoch"], hist["test_top1"], marker="o", markersize=3, label=label)
-        ax_loss.plot(hist["epoch"], hist["train_loss"], marker="o", markersize=3, label=label)
+        line = ax_acc.plot(hist["epoch"], hist["test_top1"], marker="o", markersize=3, label=label)[0]
+        start = start_hours.get(label, 0.0)
+        hours = start + hist["wall_seconds"] / 3600
+        ax_wall.plot(hours, hist["test_top1"], marker="o", markersize=3, color=line.get_color())
+        if start:
+            ax_wall.axvspan(0, start, color=line.get_color(), alpha=0.08)
+        ax_loss.plot(hist["epoch"], hist["train_loss"], marker="o", markersize=3, color=line.get_color())
     ax_acc.set(xlabel="epoch", ylabel="test top-1 (%)")
+    ax_wall.set(xlabel="wall-clock hours (shaded: teacher training)", ylabel="test top-1 (%)")
     ax_loss.set(xlabel="epoch", ylabel="training loss (incl. KD terms)")
     ax_acc.legend(fontsize=8)
     fig.suptitle(title)
