@@ -56,6 +56,19 @@ def test_smoke_run_learns_and_writes_complete_results(smoke_config):
     assert cm.to_numpy().sum() == m["test_images"] and per_class["images"].sum() == m["test_images"]
 
 
+def test_missing_predictions_come_back_from_the_final_checkpoint_else_fail_naming_the_fix(smoke_config):
+    result = train(smoke_config())
+    _, _, top5 = saved_test_predictions(result)
+    predictions = result.run_dir / "test_predictions.npz"
+    predictions.unlink()  # a run that predates the file
+    _, _, again = saved_test_predictions(result)
+    assert predictions.exists() and torch.equal(again, top5)
+    predictions.unlink()
+    shutil.rmtree(result.checkpoint_dir)
+    with pytest.raises(TITNError, match="train --force"):
+        saved_test_predictions(result)
+
+
 def test_attention_images_cycle_through_the_classes():
     labels = torch.tensor([0, 0, 0, 1, 1, 2])  # sorted by class, like CIFAR-10's test split here
     assert one_per_class(labels, 5).tolist() == [0, 3, 5, 1, 4]

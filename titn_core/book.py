@@ -193,6 +193,36 @@ def confusion(runs: pd.DataFrame, dataset: str) -> pd.DataFrame | None:
     return pd.read_csv(path, index_col=0) if path and path.exists() else None
 
 
+def per_class(runs: pd.DataFrame, dataset: str, seed: int = 0) -> pd.DataFrame | None:
+    """Test top-1 per class for each role whose notebook wrote one, and what distillation changed per class."""
+    profile = shown_profile(runs, dataset)
+    sub = runs[(runs["dataset"] == dataset) & (runs["profile"] == profile) & (runs["seed"] == seed)]
+    columns = {
+        row.role: pd.read_csv(Path(row.path) / "per_class.csv", index_col="class")["top1"]
+        for row in sub.itertuples()
+        if (Path(row.path) / "per_class.csv").exists()
+    }
+    if not columns:
+        return None
+    table = pd.DataFrame(columns)
+    if {STUDENT, "TITN (no KD)"} <= set(table.columns):
+        table["KD gain"] = table[STUDENT] - table["TITN (no KD)"]
+        table = table.sort_values("KD gain", ascending=False)
+    return table.reset_index()
+
+
+def transfer_note(classes: pd.DataFrame) -> str:
+    """Does distillation move the student towards its teacher class by class? One sentence from `per_class`."""
+    if not {"teacher", "KD gain"} <= set(classes.columns):
+        return ""
+    headroom = classes["teacher"] - classes["TITN (no KD)"]
+    r = classes["KD gain"].corr(headroom)
+    closed = 100 * classes["KD gain"].sum() / headroom.sum()
+    return (f"Per class, distillation's gain against how far the teacher was ahead of the undistilled student: "
+            f"Pearson r = {r:.2f} over {len(classes)} classes. Over all classes it closed {closed:.0f}% of that "
+            "gap (one seed: read the per-class numbers as indicative).")  # fmt: skip
+
+
 def attention(runs: pd.DataFrame, dataset: str):
     """(images, maps) saved by the attention notebook for the distilled student, or None."""
     run_dir = _student_dir(runs, dataset)
@@ -375,6 +405,11 @@ def dataset_chapter(dataset: str) -> None:
     cm = confusion(runs, dataset)
     if cm is not None:
         report.confusion(cm, f"distilled TITN, {variant} test confusion matrix")
+    classes = per_class(runs, dataset)
+    if classes is not None:
+        display(Markdown("Test top-1 per class (seed 0), sorted by what distillation gained:"))
+        display(classes.style.hide(axis="index").format(precision=1))
+        display(Markdown(transfer_note(classes)))
 
 
 def profile_table() -> pd.DataFrame:

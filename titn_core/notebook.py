@@ -14,8 +14,8 @@ import torch
 from . import attention, storage
 from .data import load_arrays, make_splits, normalize
 from .errors import TITNError
-from .metrics import confusion_matrix
-from .trainer import PREDICTIONS_FILE, RunResult, model_from_checkpoint
+from .metrics import confusion_matrix, predict, top_classes
+from .trainer import PREDICTIONS_FILE, RunResult, autocast_factory, model_from_checkpoint, pick_device
 
 PYTHON_TYPES = {"str": str, "int": int, "float": float, "bool": bool, "list": list, "dict": dict}
 
@@ -98,15 +98,30 @@ def attention_of(run: RunResult, n_images: int):
 
 def saved_test_predictions(run: RunResult) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """(uint8 test images, labels, top-5 predicted classes of the final model), read from the run's results folder
-    (the trainer writes them), so a clean checkout draws confusion matrices without checkpoints."""
+    (the trainer writes them), so a clean checkout draws confusion matrices without checkpoints. A run that predates
+    the file gets it from its final checkpoint, once, if that is still on disk."""
     path = Path(run.run_dir) / PREDICTIONS_FILE
-    if not path.exists():
-        raise TITNError(f"{path} is missing (the run predates it); retrain it with `python -m titn_core train --force`")
-    with np.load(path) as saved:
-        top5 = torch.from_numpy(saved["top5"]).long()
     cfg = run.config
     splits = make_splits(load_arrays(cfg.data.dataset, cfg.data.data_dir), cfg.data)
+    if not path.exists():
+        _predict_from_checkpoint(run, splits.x_test, path)
+    with np.load(path) as saved:
+        top5 = torch.from_numpy(saved["top5"]).long()
     return splits.x_test, splits.y_test, top5
+
+
+def _predict_from_checkpoint(run: RunResult, x_test: torch.Tensor, path: Path) -> None:
+    last = Path(run.checkpoint_dir) / "last.pt"
+    if not last.exists():
+        raise TITNError(
+            f"{path} is missing (the run predates it) and so is {last}; "
+            "retrain it with `python -m titn_core train --force`"
+        )
+    model, cfg = model_from_checkpoint(storage.load_checkpoint(last))
+    device = pick_device(run.config.device)
+    logits = predict(model.to(device), x_test, cfg.data.dataset, cfg.train.eval_batch_size, device,
+                     autocast_factory(device, cfg.train.amp))  # fmt: skip
+    storage.atomic_write_npz(path, top5=top_classes(logits).numpy())
 
 
 def per_class_report(labels: torch.Tensor, preds: torch.Tensor, dataset: str) -> tuple[pd.DataFrame, pd.DataFrame]:
