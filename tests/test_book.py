@@ -11,7 +11,7 @@ from urllib.parse import unquote, urlparse
 import pandas as pd
 import pytest
 
-from titn_core import book
+from titn_core import book, results
 
 ROOT = Path(__file__).resolve().parents[1]
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
@@ -50,6 +50,30 @@ def test_book_tables_come_from_results(smoke_plan):
     assert mnist["ours top-1"] == f"{student['test_top1']:.2f}" and mnist["paper top-1"] == 99.56
     assert "smoke profile" in mnist["budget"] and mnist["data"] == "MNIST (exact)"
     assert head[head["dataset"] == "CIFAR-100"].iloc[0]["ours top-1"] == "not run"
+
+
+def test_budget_table_sets_the_ablations_shorter_runs_beside_the_main_ones(smoke_plan):
+    where, _ = smoke_plan
+    table = book.budget_table(results.load(where["results_dir"]), "mnist", "smoke")
+    student = table[table["role"] == "TITN + KD (paper)"]
+    assert list(student["epochs"]) == [1, 3], "the inner ablation's 1-epoch run and the 3-epoch main run"
+    assert set(table["role"]) == {"TITN + KD (paper)", "TITN (no KD)"}, "the ViT ablation variant is not the ViT role"
+
+
+def test_inner_note_states_the_inner_transformers_gain_and_its_cost_in_wall_time():
+    runs = pd.DataFrame(
+        {
+            "role": ["TITN + KD (paper)", "TITN (no KD)", "TITN (no KD)", "ViT (no KD)"],
+            "dataset": "cifar10",
+            "profile": "cpu",
+            "seed": [0, 0, 1, 0],
+            "test_top1": [80.0, 74.0, 76.0, 76.5],
+            "wall_seconds": [5000.0, 5000.0, 5000.0, 2000.0],
+        }  # fmt: skip
+    )
+    note = book.inner_note(runs, "cifar10")
+    assert "TITN 75.00 ± 1.41 against ViT 76.50" in note and "-1.50 points" in note and "2.5x" in note
+    assert book.inner_note(runs[runs["role"] != "ViT (no KD)"], "cifar10") == ""
 
 
 def test_transfer_note_measures_how_much_of_the_teachers_lead_distillation_closed():
@@ -132,6 +156,7 @@ def test_dataset_chapter_has_figures_and_the_comparison_table(built_book):
     table = html[html.index("<table") : html.index("</table>")]
     assert "<th" in table and all(f">{role}<" in table for role in ("TITN + KD (paper)", "TITN (no KD)", "teacher"))
     assert "Counting its teacher, the distilled student cost" in html, "distillation priced with the teacher's hours"
+    assert "agrees with teacher (%)" in html and "KD gain" in html, "fidelity and per-class tables"
 
 
 def test_efficiency_chapter_renders_the_committed_benchmarks(built_book):

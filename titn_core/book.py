@@ -12,6 +12,7 @@ import os
 import warnings
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 warnings.filterwarnings("ignore", message="IProgress not found")  # tqdm.auto in a kernel without ipywidgets
@@ -20,6 +21,7 @@ from . import attention as attention_maps  # noqa: E402
 from . import results  # noqa: E402
 from .experiments import ROOT, teacher_run_config, titn_config  # noqa: E402
 from .notebook import ATTENTION_FILE  # noqa: E402
+from .trainer import PREDICTIONS_FILE  # noqa: E402
 
 PAPER_SOURCE = "Rahman et al. 2025, arXiv 2502.16762, abstract"
 PAPER = {  # top-1 / top-5 (%) as the paper reports them; MNIST top-5 is not given
@@ -61,13 +63,14 @@ def _vit_twin(profile: str) -> str:
     return titn_config(dataset="mnist", profile=profile).model.preset.replace("titn", "vit")
 
 
-def _role_hash(dataset: str, profile: str, role: str, seed: int) -> str:
+def _role_hash(dataset: str, profile: str, role: str, seed: int, epochs: int = 0) -> str:
+    """Config hash of the run that plays `role` (epochs 0: the profile's schedule)."""
     if role == "teacher":
         return teacher_run_config(dataset=dataset, profile=profile).hash()
     params = dict(ROLES[role])
     if "model" in params:
         params["model"] = _vit_twin(profile)
-    return titn_config(dataset=dataset, profile=profile, seed=seed, **params).hash()
+    return titn_config(dataset=dataset, profile=profile, seed=seed, epochs=epochs, **params).hash()
 
 
 def main_runs(index: pd.DataFrame | None = None) -> pd.DataFrame:
@@ -164,11 +167,45 @@ def comparison(runs: pd.DataFrame, dataset: str) -> pd.DataFrame:
     return pd.DataFrame(rows).astype(object).fillna("-")
 
 
+def budget_table(index: pd.DataFrame, dataset: str, profile: str) -> pd.DataFrame:
+    """Each student role at every schedule length found in `index` (the main runs, the ablations' shorter runs,
+    any longer run): what more epochs buy, with the hours they cost. Matched by config hash, so a variant that
+    differs in anything but epochs and seed is never mixed in."""
+    students = index[(index["dataset"] == dataset) & (index["profile"] == profile) & (index["kind"] == "student")]
+    rows = []
+    for role in (r for r in ROLES if r != "teacher"):
+        for epochs in sorted(students["epochs"].unique()):
+            hashes = {_role_hash(dataset, profile, role, int(seed), int(epochs)) for seed in students["seed"].unique()}
+            hit = students[students["config_hash"].isin(hashes)]
+            if hit.empty:
+                continue
+            rows.append(
+                {"role": role, "epochs": int(epochs), "runs (seeds)": _runs_and_seeds(hit),
+                 "test top-1": _mean_sd(hit["test_top1"]), "wall h/run": round(hit["wall_seconds"].mean() / 3600, 2)}
+            )  # fmt: skip
+    return pd.DataFrame(rows, columns=["role", "epochs", "runs (seeds)", "test top-1", "wall h/run"])
+
+
 def histories(runs: pd.DataFrame, dataset: str, seed: int = 0) -> dict[str, pd.DataFrame]:
     """role -> history of its seed-0 run on the shown profile."""
     profile = shown_profile(runs, dataset)
     sub = runs[(runs["dataset"] == dataset) & (runs["profile"] == profile) & (runs["seed"] == seed)]
     return {row.role: results.history(row.path) for row in sub.itertuples()}
+
+
+def inner_note(runs: pd.DataFrame, dataset: str) -> str:
+    """The paper's architectural claim in one sentence: what the inner transformer adds over a plain ViT of the same
+    width at equal epochs (both without distillation), and at what multiple of the ViT's wall time."""
+    profile = shown_profile(runs, dataset)
+    sub = runs[(runs["dataset"] == dataset) & (runs["profile"] == profile)]
+    titn, vit = sub[sub["role"] == "TITN (no KD)"], sub[sub["role"] == "ViT (no KD)"]
+    if titn.empty or vit.empty:
+        return ""
+    diff = titn["test_top1"].mean() - vit["test_top1"].mean()
+    cost = titn["wall_seconds"].mean() / vit["wall_seconds"].mean()
+    return (f"Inner transformer, both without distillation, same epochs: TITN {_mean_sd(titn['test_top1'])} against "
+            f"ViT {_mean_sd(vit['test_top1'])} test top-1, a difference of {diff:+.2f} points, for {cost:.1f}x the "
+            f"ViT's wall time (runs (seeds): TITN {_runs_and_seeds(titn)}, ViT {_runs_and_seeds(vit)}).")  # fmt: skip
 
 
 def wall_clock_note(curves: dict[str, pd.DataFrame], teacher_hours: float) -> str:
@@ -209,6 +246,26 @@ def per_class(runs: pd.DataFrame, dataset: str, seed: int = 0) -> pd.DataFrame |
         table["KD gain"] = table[STUDENT] - table["TITN (no KD)"]
         table = table.sort_values("KD gain", ascending=False)
     return table.reset_index()
+
+
+def teacher_agreement(runs: pd.DataFrame, dataset: str, seed: int = 0) -> pd.DataFrame | None:
+    """How closely each student imitates the teacher on the test split: the share of images where their top-1
+    classes agree (right or wrong). Distillation should raise it; the undistilled TITN and the ViT are the baseline
+    that two good classifiers reach without imitating each other."""
+    profile = shown_profile(runs, dataset)
+    sub = runs[(runs["dataset"] == dataset) & (runs["profile"] == profile)]
+    top1 = {}
+    for row in sub.itertuples():
+        path = Path(row.path) / PREDICTIONS_FILE
+        if path.exists() and (row.role == "teacher" or row.seed == seed):
+            with np.load(path) as saved:
+                top1[row.role] = saved["top5"][:, 0]
+    if "teacher" not in top1 or len(top1) < 2:
+        return None
+    teacher = top1.pop("teacher")
+    return pd.DataFrame(
+        [{"student": role, "agrees with teacher (%)": 100 * (pred == teacher).mean()} for role, pred in top1.items()]
+    )
 
 
 def transfer_note(classes: pd.DataFrame) -> str:
@@ -396,20 +453,45 @@ def dataset_chapter(dataset: str) -> None:
     variant = runs["data_variant"].iloc[0]
     display(Markdown(f"Data: **{variant}**. Budget shown: the **{profile}** profile."))
     display(comparison(runs, dataset).style.hide(axis="index").format(precision=2))
+    display(Markdown(inner_note(runs, dataset)))
     shown = runs[runs["profile"] == profile]
-    report.bars(shown, x="role", title=f"{variant}: test top-1 per role ({profile} profile, bars = mean, ticks = sd)")
+    title = f"{variant}, {profile} profile"
+    show(report.bars(shown, x="role", title=f"{title}: test top-1 per role (bars = mean, ticks = sd)"))
+
+    display(Markdown("**Learning curves** (seed 0), per epoch and per wall-clock hour:"))
     curves = histories(runs, dataset)
+    show(report.compare_curves(curves, f"{title}, seed 0"))
     teacher_hours = curves["teacher"]["wall_seconds"].iloc[-1] / 3600 if "teacher" in curves else 0.0
-    report.compare_curves(curves, f"{variant}, {profile} profile, seed 0", start_hours={STUDENT: teacher_hours})
+    show(report.accuracy_per_hour(curves, {STUDENT: teacher_hours}, f"{title}, seed 0: accuracy per hour"))
     display(Markdown(wall_clock_note(curves, teacher_hours)))
+    budgets = budget_table(results.load(results_dir()), dataset, profile)
+    if budgets.groupby("role")["epochs"].nunique().max() > 1:
+        display(Markdown("Every schedule length on disk for each role (the ablations' shorter runs, any longer run):"))
+        display(budgets.style.hide(axis="index"))
+
+    display(Markdown("**What distillation transferred.**"))
     cm = confusion(runs, dataset)
     if cm is not None:
-        report.confusion(cm, f"distilled TITN, {variant} test confusion matrix")
+        show(report.confusion(cm, f"distilled TITN, {variant} test confusion matrix"))
     classes = per_class(runs, dataset)
     if classes is not None:
         display(Markdown("Test top-1 per class (seed 0), sorted by what distillation gained:"))
         display(classes.style.hide(axis="index").format(precision=1))
         display(Markdown(transfer_note(classes)))
+    agreement = teacher_agreement(runs, dataset)
+    if agreement is not None:
+        display(Markdown("How often each student's top-1 class is the teacher's on the test split (*fidelity*, as in "
+                         "Stanton et al. 2021, *Does knowledge distillation really work?*, NeurIPS):"))  # fmt: skip
+        display(agreement.style.hide(axis="index").format(precision=2))
+
+
+def show(fig) -> None:
+    """Display a figure where it is called (not at the end of the cell) and free it."""
+    import matplotlib.pyplot as plt
+    from IPython.display import display
+
+    display(fig)
+    plt.close(fig)
 
 
 def profile_table() -> pd.DataFrame:

@@ -82,27 +82,37 @@ def attention_overlays(images: torch.Tensor, maps, n: int = 6):
     return fig
 
 
-def compare_curves(histories: dict[str, pd.DataFrame], title: str = "", start_hours: dict[str, float] | None = None):
-    """Test top-1 per epoch and per wall-clock hour, and training loss, one line per run.
-
-    `start_hours` shifts a run's wall-clock curve right (a distilled student starts after its teacher's training),
-    so the middle panel compares what each approach reaches for the same total CPU time.
-    """
-    start_hours = start_hours or {}
-    fig, (ax_acc, ax_wall, ax_loss) = plt.subplots(1, 3, figsize=(13, 3.5))
+def compare_curves(histories: dict[str, pd.DataFrame], title: str = ""):
+    """Test top-1 and training loss per epoch, one line per run (teacher, TITN with/without KD, ViT)."""
+    fig, (ax_acc, ax_loss) = plt.subplots(1, 2, figsize=(10, 3.5))
     for label, hist in histories.items():
-        line = ax_acc.plot(hist["epoch"], hist["test_top1"], marker="o", markersize=3, label=label)[0]
-        start = start_hours.get(label, 0.0)
-        hours = start + hist["wall_seconds"] / 3600
-        ax_wall.plot(hours, hist["test_top1"], marker="o", markersize=3, color=line.get_color())
-        if start:
-            ax_wall.axvspan(0, start, color=line.get_color(), alpha=0.08)
-        ax_loss.plot(hist["epoch"], hist["train_loss"], marker="o", markersize=3, color=line.get_color())
+        ax_acc.plot(hist["epoch"], hist["test_top1"], marker="o", markersize=3, label=label)
+        ax_loss.plot(hist["epoch"], hist["train_loss"], marker="o", markersize=3, label=label)
     ax_acc.set(xlabel="epoch", ylabel="test top-1 (%)")
-    ax_wall.set(xlabel="wall-clock hours (shaded: teacher training)", ylabel="test top-1 (%)")
     ax_loss.set(xlabel="epoch", ylabel="training loss (incl. KD terms)")
     ax_acc.legend(fontsize=8)
     fig.suptitle(title)
+    fig.tight_layout()
+    return fig
+
+
+def accuracy_per_hour(histories: dict[str, pd.DataFrame], start_hours: dict[str, float] | None = None, title=""):
+    """Test top-1 against wall-clock hours, one line per run, in the same colours as `compare_curves`.
+
+    `start_hours` shifts a run right (a distilled student starts after its teacher's training, shaded), so the
+    curves compare what each approach reaches for the same total time on the machine.
+    """
+    start_hours = start_hours or {}
+    fig, ax = plt.subplots(figsize=(7, 3.5))
+    for label, hist in histories.items():
+        start = start_hours.get(label, 0.0)
+        line = ax.plot(start + hist["wall_seconds"] / 3600, hist["test_top1"], marker="o", markersize=3, label=label)
+        if start:
+            ax.axvspan(0, start, color=line[0].get_color(), alpha=0.08)
+    ax.set(xlabel="wall-clock hours (shaded: the teacher's training, before its student can start)",
+           ylabel="test top-1 (%)")  # fmt: skip
+    ax.legend(fontsize=8)
+    ax.set_title(title)
     fig.tight_layout()
     return fig
 
