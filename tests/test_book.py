@@ -165,4 +165,5 @@ def test_efficiency_chapter_renders_the_committed_benchmarks(built_book):
     assert "each at its fastest" in html, "the speed summary"
     assert "explicit ms" in html, "the attention-kernel table"
     assert "KD / no KD" in html, "the distillation-cost table from the smoke runs"
+    assert "minutes incl. teacher" in html, "time to accuracy, the distilled student charged for its teacher"
     assert "operator ms/step" in html and "cut needed" in html, "the step profile and what 1.5x would take"
