@@ -76,6 +76,23 @@ def test_inner_note_states_the_inner_transformers_gain_and_its_cost_in_wall_time
     assert book.inner_note(runs[runs["role"] != "ViT (no KD)"], "cifar10") == ""
 
 
+def test_findings_are_signed_differences_of_the_results():
+    runs = pd.DataFrame(
+        {
+            "role": ["TITN + KD (paper)", "TITN (no KD)", "teacher"],
+            "dataset": "mnist",
+            "profile": "cpu",
+            "seed": 0,
+            "test_top1": [99.5, 99.0, 99.6],
+            "data_variant": "MNIST (exact)",
+        }  # fmt: skip
+    )
+    text = book.findings(runs)
+    assert text.startswith("- **MNIST (exact)** (cpu profile): distillation (TITN + KD minus TITN): +0.50 points")
+    assert "teacher minus its distilled student: +0.10 points" in text and "inner transformer" not in text, "no ViT"
+    assert book.findings(runs[runs["role"] != "TITN + KD (paper)"]) == "", "nothing without a distilled student"
+
+
 def test_transfer_note_measures_how_much_of_the_teachers_lead_distillation_closed():
     classes = pd.DataFrame(
         {

@@ -142,6 +142,36 @@ def headline(runs: pd.DataFrame | None = None) -> pd.DataFrame:
     return pd.DataFrame(rows).astype(object).fillna("-")
 
 
+def _signed_difference(top1: dict[str, pd.Series], a: str, b: str, what: str) -> str:
+    """ "what: +1.23 points (a vs b; n vs m runs)", or "" when either role has no run."""
+    if a not in top1 or b not in top1:
+        return ""
+    d = top1[a].mean() - top1[b].mean()
+    runs = f"{len(top1[a])} vs {len(top1[b])} runs"
+    return f"{what}: {d:+.2f} points ({_mean_sd(top1[a])} vs {_mean_sd(top1[b])}; {runs})"
+
+
+def findings(runs: pd.DataFrame) -> str:
+    """The main comparison as signed differences per dataset (markdown bullets), computed, never typed: what
+    distillation added, what the inner transformer added over a ViT, and how far the teacher stayed ahead."""
+    lines = []
+    for dataset in PAPER:
+        profile = shown_profile(runs, dataset) if not runs.empty else None
+        if profile is None:
+            continue
+        sub = runs[(runs["dataset"] == dataset) & (runs["profile"] == profile)]
+        top1 = {role: rows["test_top1"] for role, rows in sub.groupby("role")}
+        parts = [
+            _signed_difference(top1, STUDENT, "TITN (no KD)", "distillation (TITN + KD minus TITN)"),
+            _signed_difference(top1, "TITN (no KD)", "ViT (no KD)", "inner transformer (TITN minus ViT, no KD)"),
+            _signed_difference(top1, "teacher", STUDENT, "teacher minus its distilled student"),
+        ]
+        parts = [p for p in parts if p]
+        if parts:
+            lines.append(f"- **{sub['data_variant'].iloc[0]}** ({profile} profile): " + "; ".join(parts) + ".")
+    return "\n".join(lines)
+
+
 def comparison(runs: pd.DataFrame, dataset: str) -> pd.DataFrame:
     """Teacher vs distilled TITN vs TITN without KD vs ViT, same dataset, profile and budget."""
     profile = shown_profile(runs, dataset)
