@@ -1,0 +1,112 @@
+"""The efficiency chapter's tables, read from the records `benchmarks/*.py` wrote into results/benchmarks/.
+
+Kept apart from `book` (the training results) because these come from a different producer: benchmark scripts
+measuring speed on the build machine, not training runs.
+"""
+
+from __future__ import annotations
+
+import json
+
+import pandas as pd
+
+from .book import results_dir
+
+
+def benchmarks(kind: str = "throughput") -> list[dict]:
+    """The records `benchmarks/<kind>*.py` wrote: "throughput", "attention-kernels" or "step-profile"."""
+    return [json.loads(p.read_text()) for p in sorted((results_dir() / "benchmarks").glob(f"{kind}-*.json"))]
+
+
+def speed_summary() -> pd.DataFrame:
+    """Our TITN against timm's TNT in each benchmarked setting, then each at its fastest setting."""
+    rows, best = [], {}
+    for rec in benchmarks():
+        setting = ("bf16" if rec["amp_bf16"] else "fp32") + (" + compile" if rec["compile"] else "")
+        speeds = {n: rec["models"].get(n, {}).get("train_images_per_s") for n in ("ours TITN", "timm TNT")}
+        for name, speed in speeds.items():
+            if speed and speed > best.get(name, (0, ""))[0]:
+                best[name] = (speed, setting)
+        if all(speeds.values()):
+            rows.append({"setting": setting, "ours TITN img/s": round(speeds["ours TITN"], 1),
+                         "timm TNT img/s": round(speeds["timm TNT"], 1),
+                         "speed-up": round(speeds["ours TITN"] / speeds["timm TNT"], 2)})  # fmt: skip
+    if len(best) == 2:
+        (ours, ours_at), (timm, timm_at) = best["ours TITN"], best["timm TNT"]
+        rows.append({"setting": f"each at its fastest (ours: {ours_at}; timm: {timm_at})",
+                     "ours TITN img/s": round(ours, 1), "timm TNT img/s": round(timm, 1),
+                     "speed-up": round(ours / timm, 2)})  # fmt: skip
+    return pd.DataFrame(rows)
+
+
+def attention_kernel_table() -> pd.DataFrame:
+    """Fused SDPA against explicit attention at the TITN block's shapes, per precision (forward + backward)."""
+    rows = [
+        {"precision": r["dtype"], "attention": row["attention"], "(batch, heads, tokens, head dim)": str(row["shape"]),
+         "SDPA ms": round(row["sdpa_ms"], 1), "explicit ms": round(row["explicit_ms"], 1)}
+        for r in benchmarks("attention-kernels") for row in r["rows"]
+    ]  # fmt: skip
+    return pd.DataFrame(rows)
+
+
+STEP_KINDS = ("matmul and convolution", "casts and layout copies", "layer norm", "activation and softmax",
+              "other elementwise and reductions", "optimiser")  # fmt: skip
+MATMUL = STEP_KINDS[0]
+
+
+def precision_of(record: dict) -> str:
+    """How a benchmark record's models ran: "bf16 autocast" or "fp32"."""
+    return "bf16 autocast" if record["amp_bf16"] else "fp32"
+
+
+def step_profile_table() -> pd.DataFrame:
+    """Milliseconds of operator time per training step by kind of work, per model and precision, with shares."""
+    rows = []
+    for rec in benchmarks("step-profile"):
+        for name, m in rec["models"].items():
+            total = sum(m["ms_per_step"].values())
+            row = {"precision": precision_of(rec), "model": name,
+                   "operator ms/step": round(total)}  # fmt: skip
+            row.update({kind: f"{100 * m['ms_per_step'][kind] / total:.0f}%" for kind in STEP_KINDS})
+            rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def speedup_headroom(target: float = 1.5) -> pd.DataFrame:
+    """How much of ours outside matmul would have to go for `target` x timm's step time, matmuls unchanged."""
+    rows = []
+    for rec in benchmarks("step-profile"):
+        ours, timm = (rec["models"].get(n, {}).get("ms_per_step") for n in ("ours TITN", "timm TNT"))
+        if not (ours and timm):
+            continue
+        matmul, other = ours[MATMUL], sum(ours.values()) - ours[MATMUL]
+        allowed = sum(timm.values()) / target - matmul
+        rows.append({"precision": precision_of(rec),
+                     "ours: matmul ms": round(matmul), "ours: everything else ms": round(other),
+                     "timm TNT: total ms": round(sum(timm.values())),
+                     f"everything else allowed for {target}x ms": round(allowed),
+                     "cut needed": f"{100 * (1 - allowed / other):.0f}%" if allowed > 0
+                     else "impossible: our matmuls alone take longer"})  # fmt: skip
+    return pd.DataFrame(rows)
+
+
+def benchmark_table(record: dict) -> pd.DataFrame:
+    """One benchmark JSON as a readable table: speed, share of the matmul peak, memory, speed-up over timm's TNT."""
+    rows = []
+    base = record["models"].get("timm TNT", {}).get("train_images_per_s")
+    for name, m in record["models"].items():
+        train, infer, frac = m.get("train_images_per_s"), m.get("infer_images_per_s"), m.get("train_peak_fraction")
+        rows.append(
+            {
+                "model": name,
+                "params (M)": round(m["params"] / 1e6, 2),
+                "MFLOPs/img": round(m["forward_flops_per_image"] / 1e6, 1),
+                "train img/s": round(train, 1) if train else "fails",
+                "infer img/s": round(infer, 1) if infer else "fails",
+                "train % of peak": round(100 * frac, 1) if frac else "-",
+                "train memory (MB)": round(m["train_memory_mb"]) if m.get("train_memory_mb") else "-",
+                "train vs timm TNT": f"{train / base:.2f}x" if train and base else "-",
+                "error": "; ".join(f"{k}: {v[:70]}…" if len(v) > 70 else f"{k}: {v}" for k, v in m["errors"].items()),
+            }
+        )
+    return pd.DataFrame(rows)
