@@ -409,16 +409,15 @@ def dataset_chapter(dataset: str) -> None:
         display(Markdown("Every schedule length on disk for each role (the ablations' shorter runs, any longer run):"))
         display(budgets.style.hide(axis="index"))
 
-    display(Markdown("**What distillation transferred.**"))
-    cm = confusion(runs, dataset)
+    cm, classes, agreement = confusion(runs, dataset), per_class(runs, dataset), teacher_agreement(runs, dataset)
+    if cm is not None or classes is not None or agreement is not None:
+        display(Markdown("**What distillation transferred.**"))
     if cm is not None:
         show(report.confusion(cm, f"distilled TITN, {variant} test confusion matrix"))
-    classes = per_class(runs, dataset)
     if classes is not None:
         display(Markdown("Test top-1 per class (seed 0), sorted by what distillation gained:"))
         display(classes.style.hide(axis="index").format(precision=1))
         display(Markdown(transfer_note(classes)))
-    agreement = teacher_agreement(runs, dataset)
     if agreement is not None:
         display(Markdown("How often each student's top-1 class is the teacher's on the test split (*fidelity*, as in "
                          "Stanton et al. 2021, *Does knowledge distillation really work?*, NeurIPS):"))  # fmt: skip
