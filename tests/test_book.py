@@ -93,6 +93,22 @@ def test_findings_are_signed_differences_of_the_results():
     assert book.findings(runs[runs["role"] != "TITN + KD (paper)"]) == "", "nothing without a distilled student"
 
 
+def test_cpu_targets_say_met_or_by_how_much_not_and_flag_overlong_runs():
+    runs = pd.DataFrame(
+        {
+            "role": "TITN + KD (paper)",
+            "dataset": ["mnist", "cifar10"],
+            "profile": "cpu",
+            "seed": 0,
+            "test_top1": [99.5, 80.0],
+            "wall_seconds": [3600.0, 4 * 3600.0],
+            "data_variant": ["MNIST", "C"],
+        }  # fmt: skip
+    )
+    met = book.cpu_targets(runs).set_index("dataset")["met"]
+    assert met["MNIST"] == "yes" and met["CIFAR-10"] == "no (-5.00); over the 3 h budget" and met["CIFAR-100"] == "-"
+
+
 def test_transfer_note_measures_how_much_of_the_teachers_lead_distillation_closed():
     classes = pd.DataFrame(
         {
