@@ -95,6 +95,12 @@ def shown_profile(runs: pd.DataFrame, dataset: str) -> str | None:
     return next((p for p in PROFILE_PREFERENCE if p in have), None)
 
 
+def shown_runs(runs: pd.DataFrame, dataset: str) -> pd.DataFrame:
+    """The dataset's main runs on the profile its chapter shows (empty when it has no distilled student)."""
+    profile = shown_profile(runs, dataset) if not runs.empty else None
+    return runs[(runs["dataset"] == dataset) & (runs["profile"] == profile)]
+
+
 def _mean_sd(values: pd.Series) -> str:
     values = values.dropna()
     if values.empty:
@@ -180,10 +186,9 @@ def findings(runs: pd.DataFrame) -> str:
     distillation added, what the inner transformer added over a ViT, and how far the teacher stayed ahead."""
     lines = []
     for dataset in PAPER:
-        profile = shown_profile(runs, dataset) if not runs.empty else None
-        if profile is None:
+        sub = shown_runs(runs, dataset)
+        if sub.empty:
             continue
-        sub = runs[(runs["dataset"] == dataset) & (runs["profile"] == profile)]
         top1 = {role: rows["test_top1"] for role, rows in sub.groupby("role")}
         parts = [
             _signed_difference(top1, STUDENT, "TITN (no KD)", "distillation (TITN + KD minus TITN)"),
@@ -192,14 +197,15 @@ def findings(runs: pd.DataFrame) -> str:
         ]
         parts = [p for p in parts if p]
         if parts:
-            lines.append(f"- **{sub['data_variant'].iloc[0]}** ({profile} profile): " + "; ".join(parts) + ".")
+            first = sub.iloc[0]
+            lines.append(f"- **{first['data_variant']}** ({first['profile']} profile): " + "; ".join(parts) + ".")
     return "\n".join(lines)
 
 
 def comparison(runs: pd.DataFrame, dataset: str) -> pd.DataFrame:
     """Teacher vs distilled TITN vs TITN without KD vs ViT, same dataset, profile and budget."""
+    sub = shown_runs(runs, dataset)
     profile = shown_profile(runs, dataset)
-    sub = runs[(runs["dataset"] == dataset) & (runs["profile"] == profile)]
     rows = []
     for role in ROLES:
         r = sub[sub["role"] == role]
@@ -243,16 +249,15 @@ def budget_table(index: pd.DataFrame, dataset: str, profile: str) -> pd.DataFram
 
 def histories(runs: pd.DataFrame, dataset: str, seed: int = 0) -> dict[str, pd.DataFrame]:
     """role -> history of its seed-0 run on the shown profile."""
-    profile = shown_profile(runs, dataset)
-    sub = runs[(runs["dataset"] == dataset) & (runs["profile"] == profile) & (runs["seed"] == seed)]
+    sub = shown_runs(runs, dataset)
+    sub = sub[sub["seed"] == seed]
     return {row.role: results.history(row.path) for row in sub.itertuples()}
 
 
 def inner_note(runs: pd.DataFrame, dataset: str) -> str:
     """The paper's architectural claim in one sentence: what the inner transformer adds over a plain ViT of the same
     width at equal epochs (both without distillation), and at what multiple of the ViT's wall time."""
-    profile = shown_profile(runs, dataset)
-    sub = runs[(runs["dataset"] == dataset) & (runs["profile"] == profile)]
+    sub = shown_runs(runs, dataset)
     titn, vit = sub[sub["role"] == "TITN (no KD)"], sub[sub["role"] == "ViT (no KD)"]
     if titn.empty or vit.empty:
         return ""
@@ -287,8 +292,8 @@ def confusion(runs: pd.DataFrame, dataset: str) -> pd.DataFrame | None:
 
 def per_class(runs: pd.DataFrame, dataset: str, seed: int = 0) -> pd.DataFrame | None:
     """Test top-1 per class for each role whose notebook wrote one, and what distillation changed per class."""
-    profile = shown_profile(runs, dataset)
-    sub = runs[(runs["dataset"] == dataset) & (runs["profile"] == profile) & (runs["seed"] == seed)]
+    sub = shown_runs(runs, dataset)
+    sub = sub[sub["seed"] == seed]
     columns = {
         row.role: pd.read_csv(Path(row.path) / "per_class.csv", index_col="class")["top1"]
         for row in sub.itertuples()
@@ -307,8 +312,7 @@ def teacher_agreement(runs: pd.DataFrame, dataset: str, seed: int = 0) -> pd.Dat
     """How closely each student imitates the teacher on the test split: the share of images where their top-1
     classes agree (right or wrong). Distillation should raise it; the undistilled TITN and the ViT are the baseline
     that two good classifiers reach without imitating each other."""
-    profile = shown_profile(runs, dataset)
-    sub = runs[(runs["dataset"] == dataset) & (runs["profile"] == profile)]
+    sub = shown_runs(runs, dataset)
     top1 = {}
     for row in sub.itertuples():
         path = Path(row.path) / PREDICTIONS_FILE
@@ -343,8 +347,8 @@ def attention(runs: pd.DataFrame, dataset: str):
 
 
 def _student_dir(runs: pd.DataFrame, dataset: str) -> Path | None:
-    profile = shown_profile(runs, dataset)
-    sub = runs[(runs["dataset"] == dataset) & (runs["profile"] == profile) & (runs["role"] == STUDENT)]
+    sub = shown_runs(runs, dataset)
+    sub = sub[sub["role"] == STUDENT]
     return Path(sub.sort_values("seed")["path"].iloc[0]) if not sub.empty else None
 
 
@@ -408,7 +412,8 @@ def dataset_chapter(dataset: str) -> None:
 
     from . import report
 
-    runs = main_runs()
+    index = results.load(results_dir())
+    runs = main_runs(index)
     profile = shown_profile(runs, dataset) if not runs.empty else None
     if profile is None:
         display(Markdown(f"**No distilled TITN run on {DATASET_TITLES[dataset]} yet.** Run:\n\n"
@@ -429,7 +434,7 @@ def dataset_chapter(dataset: str) -> None:
     teacher_hours = curves["teacher"]["wall_seconds"].iloc[-1] / 3600 if "teacher" in curves else 0.0
     show(report.accuracy_per_hour(curves, {STUDENT: teacher_hours}, f"{title}, seed 0: accuracy per hour"))
     display(Markdown(wall_clock_note(curves, teacher_hours)))
-    budgets = budget_table(results.load(results_dir()), dataset, profile)
+    budgets = budget_table(index, dataset, profile)
     if budgets.groupby("role")["epochs"].nunique().max() > 1:
         display(Markdown("Every schedule length on disk for each role (the ablations' shorter runs, any longer run):"))
         display(budgets.style.hide(axis="index"))

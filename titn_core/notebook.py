@@ -117,9 +117,8 @@ def _predict_from_checkpoint(run: RunResult, x_test: torch.Tensor, path: Path) -
             f"{path} is missing (the run predates it) and so is {last}; "
             "retrain it with `python -m titn_core train --force`"
         )
-    model, cfg = model_from_checkpoint(storage.load_checkpoint(last))
-    device = pick_device(run.config.device)
-    logits = predict(model.to(device), x_test, cfg.data.dataset, cfg.train.eval_batch_size, device,
+    cfg, device = run.config, pick_device(run.config.device)
+    logits = predict(load_trained(run).to(device), x_test, cfg.data.dataset, cfg.train.eval_batch_size, device,
                      autocast_factory(device, cfg.train.amp))  # fmt: skip
     storage.atomic_write_npz(path, top5=top_classes(logits).numpy())
 
