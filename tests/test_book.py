@@ -76,6 +76,17 @@ def test_inner_note_states_the_inner_transformers_gain_and_its_cost_in_wall_time
     assert book.inner_note(runs[runs["role"] != "ViT (no KD)"], "cifar10") == ""
 
 
+def test_typical_epoch_time_ignores_one_epoch_slowed_by_other_work(tmp_path):
+    paths = []
+    for seed, seconds in enumerate([[100.0, 102.0, 1500.0], [98.0, 101.0, 99.0]]):
+        run_dir = tmp_path / f"run{seed}"
+        run_dir.mkdir()
+        pd.DataFrame({"epoch": [1, 2, 3], "epoch_train_seconds": seconds}).to_csv(run_dir / "history.csv", index=False)
+        paths.append(str(run_dir))
+    runs = pd.DataFrame({"path": paths, "seed": [0, 1]})
+    assert book._median_epoch_seconds(runs) == 100.5, "median of the six epochs; the 1500 s epoch does not count"
+
+
 def test_findings_are_signed_differences_of_the_results():
     runs = pd.DataFrame(
         {

@@ -223,9 +223,17 @@ def comparison(runs: pd.DataFrame, dataset: str) -> pd.DataFrame:
                 "MFLOPs/img": round(r["flops"].iloc[0] / 1e6, 1),
                 "epochs": str(int(r["epochs"].iloc[0])),
                 "wall h/run": round(r["wall_seconds"].mean() / 3600, 2),
+                "train s/epoch (median)": _median_epoch_seconds(r),
             }
         )
     return pd.DataFrame(rows).astype(object).fillna("-")
+
+
+def _median_epoch_seconds(rows: pd.DataFrame) -> float:
+    """The typical epoch's training time over every epoch of these runs. Unlike the total wall time, one epoch
+    slowed by other work on the machine (a test run, a resumed session) barely moves it."""
+    seconds = pd.concat([results.history(path)["epoch_train_seconds"] for path in rows["path"]])
+    return round(float(seconds.median()), 1)
 
 
 def budget_table(index: pd.DataFrame, dataset: str, profile: str) -> pd.DataFrame:
