@@ -135,6 +135,37 @@ def test_transfer_note_measures_how_much_of_the_teachers_lead_distillation_close
     assert book.transfer_note(classes.drop(columns="teacher")) == ""
 
 
+def _ablation_rows(top1_by_variant: dict[str, list[float]]) -> pd.DataFrame:
+    return pd.DataFrame(
+        [
+            {"variant": v, "seed": seed, "test_top1": t, "params": 2e6, "wall_seconds": 600.0, "epochs": 4}
+            for v, values in top1_by_variant.items()
+            for seed, t in enumerate(values)
+        ]
+    )
+
+
+def test_ablation_summary_measures_each_variant_against_the_familys_first():
+    summary = book.ablation_summary(
+        _ablation_rows({"no KD": [98.0, 98.2], "soft": [98.5, 98.5], "paper": [99.0, 99.4]})
+    )
+    assert list(summary.index) == ["no KD", "soft", "paper"], "the family's order, not sorted"
+    assert list(summary["vs no KD"]) == [0.0, 0.4, 1.1] and list(summary["seeds"]) == [2, 2, 2]
+    assert summary.loc["paper", "sd"] == pytest.approx(0.28, abs=0.01) and summary.loc["paper", "minutes"] == 10
+
+
+def test_ablation_note_says_whether_the_best_margin_clears_the_seed_noise():
+    clear = book.ablation_note(book.ablation_summary(_ablation_rows({"a": [98.0, 98.2], "b": [99.0, 99.4]})))
+    assert "**b** at 99.20, +1.10 points over a" in clear and "clears twice the largest seed SD" in clear
+    noisy = book.ablation_note(book.ablation_summary(_ablation_rows({"a": [98.0, 99.0], "b": [98.6, 98.8]})))
+    assert "is within twice the largest seed SD of the family (1.42)" in noisy
+    single = book.ablation_note(book.ablation_summary(_ablation_rows({"a": [98.0], "b": [98.3]})))
+    assert "One seed per variant" in single
+    assert "the reference itself" in book.ablation_note(
+        book.ablation_summary(_ablation_rows({"a": [99.0], "b": [98.0]}))
+    )
+
+
 def _pages(html: Path) -> list[Path]:
     """The book's content pages: not Sphinx's index/search pages, not redirect stubs (index.html is one: a browser
     navigates away from it while the test reads it)."""

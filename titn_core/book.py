@@ -369,6 +369,34 @@ def ablations() -> pd.DataFrame:
     return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
 
 
+def ablation_summary(rows: pd.DataFrame) -> pd.DataFrame:
+    """One family's variants (in the family's order) with mean/sd top-1 over seeds and the difference from the
+    family's first variant, its reference: the number an ablation is read by."""
+    summary = rows.groupby("variant", sort=False).agg(
+        top1=("test_top1", "mean"), sd=("test_top1", "std"), seeds=("seed", "count"),
+        params_M=("params", lambda p: p.iloc[0] / 1e6), minutes=("wall_seconds", lambda s: s.mean() / 60),
+        **({"epochs": ("epochs", "first")} if "epochs" in rows else {}),
+    )  # fmt: skip
+    summary.insert(2, f"vs {summary.index[0]}", summary["top1"] - summary["top1"].iloc[0])
+    return summary.round(2)
+
+
+def ablation_note(summary: pd.DataFrame) -> str:
+    """One family's reading in a sentence: the best variant, its margin over the reference, and whether that margin
+    clears the seed noise (twice the largest seed SD), or that there is one seed only and no noise estimate."""
+    reference, best = summary.index[0], summary["top1"].idxmax()
+    text = f"Best: **{best}** at {summary.loc[best, 'top1']:.2f}"
+    if best == reference:
+        return text + ", the reference itself: no variant beat it."
+    margin = summary.loc[best, "top1"] - summary.loc[reference, "top1"]
+    text += f", {margin:+.2f} points over {reference}."
+    if summary["seeds"].min() < 2:
+        return text + " One seed per variant, so no noise estimate: margins of a few tenths may be seed noise."
+    noise = 2 * summary["sd"].max()
+    verdict = "clears" if margin > noise else "is within"
+    return text + f" That margin {verdict} twice the largest seed SD of the family ({noise:.2f})."
+
+
 def time_to_accuracy(runs: pd.DataFrame) -> pd.DataFrame:
     """Wall time until the validation top-1 first reaches the dataset's threshold, per main run; for a distilled
     student also with its teacher's training added (what it costs from scratch)."""
