@@ -166,6 +166,27 @@ def test_ablation_note_says_whether_the_best_margin_clears_the_seed_noise():
     )
 
 
+def test_inner_contrast_reads_the_inner_family_as_titn_minus_vit_with_and_without_kd():
+    rows = _ablation_rows(
+        {"TITN (inner on)": [97.5], "ViT (inner off)": [95.5], "TITN + KD": [99.0], "ViT + KD": [99.1]}
+    )
+    assert book.inner_contrast(book.ablation_summary(rows)) == (
+        "Inner transformer (TITN minus ViT): without KD +2.00 points (97.50 vs 95.50); "
+        "with KD -0.10 points (99.00 vs 99.10)."
+    )
+    assert book.inner_contrast(book.ablation_summary(_ablation_rows({"a": [1.0]}))) == ""
+
+
+def test_pending_ablations_lists_the_plans_families_without_a_summary(tmp_path, monkeypatch):
+    monkeypatch.setenv("TITN_RESULTS_DIR", str(tmp_path))
+    everything = book.pending_ablations()
+    assert "distillation on MNIST, 4 epochs" in everything and "inner on CIFAR-10, 10 epochs" in everything
+    done = tmp_path / "ablations" / "distillation-mnist-cpu"
+    done.mkdir(parents=True)
+    (done / "summary.csv").write_text("variant,seed,test_top1\n")
+    assert book.pending_ablations() == [f for f in everything if f != "distillation on MNIST, 4 epochs"]
+
+
 def _pages(html: Path) -> list[Path]:
     """The book's content pages: not Sphinx's index/search pages, not redirect stubs (index.html is one: a browser
     navigates away from it while the test reads it)."""

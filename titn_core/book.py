@@ -18,7 +18,7 @@ warnings.filterwarnings("ignore", message="IProgress not found")  # tqdm.auto in
 
 from . import attention as attention_maps  # noqa: E402
 from . import results  # noqa: E402
-from .experiments import ROOT, teacher_run_config, titn_config  # noqa: E402
+from .experiments import ROOT, load_plan, teacher_run_config, titn_config  # noqa: E402
 from .notebook import ATTENTION_FILE  # noqa: E402
 from .trainer import PREDICTIONS_FILE  # noqa: E402
 
@@ -369,6 +369,18 @@ def ablations() -> pd.DataFrame:
     return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
 
 
+def pending_ablations(plan: Path = ROOT / "plans" / "cpu.yaml") -> list[str]:
+    """The plan's ablation families with no summary under the results folder yet ("inner on CIFAR-10, 10 epochs"),
+    so a reader sees what is still coming rather than guessing why a family is absent."""
+    pending = []
+    for job in load_plan(plan, {"results_dir": str(results_dir())}):
+        p = job.parameters
+        if Path(job.notebook).stem == "ablation" and not (job.out_dir / "summary.csv").exists():
+            epochs = f", {p['epochs']} epochs" if p.get("epochs") else ""
+            pending.append(f"{p['family']} on {DATASET_TITLES[p['dataset']]}{epochs}")
+    return pending
+
+
 def ablation_summary(rows: pd.DataFrame) -> pd.DataFrame:
     """One family's variants (in the family's order) with mean/sd top-1 over seeds and the difference from the
     family's first variant, its reference: the number an ablation is read by."""
@@ -395,6 +407,18 @@ def ablation_note(summary: pd.DataFrame) -> str:
     noise = 2 * summary["sd"].max()
     verdict = "clears" if margin > noise else "is within"
     return text + f" That margin {verdict} twice the largest seed SD of the family ({noise:.2f})."
+
+
+def inner_contrast(summary: pd.DataFrame) -> str:
+    """The inner family read as the paper's question: what the inner transformer adds, without and with KD."""
+    pairs = [("without KD", "TITN (inner on)", "ViT (inner off)"), ("with KD", "TITN + KD", "ViT + KD")]
+    parts = [
+        f"{when} {summary.loc[titn, 'top1'] - summary.loc[vit, 'top1']:+.2f} points "
+        f"({summary.loc[titn, 'top1']:.2f} vs {summary.loc[vit, 'top1']:.2f})"
+        for when, titn, vit in pairs
+        if {titn, vit} <= set(summary.index)
+    ]
+    return "Inner transformer (TITN minus ViT): " + "; ".join(parts) + "." if parts else ""
 
 
 def time_to_accuracy(runs: pd.DataFrame) -> pd.DataFrame:
