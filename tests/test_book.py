@@ -12,6 +12,7 @@ import pandas as pd
 import pytest
 
 from titn_core import book, results
+from titn_core.ablations import FAMILIES, INNER_PAIRS
 
 ROOT = Path(__file__).resolve().parents[1]
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
@@ -168,13 +169,18 @@ def test_ablation_note_says_whether_the_best_margin_clears_the_seed_noise():
 
 def test_inner_contrast_reads_the_inner_family_as_titn_minus_vit_with_and_without_kd():
     rows = _ablation_rows(
-        {"TITN (inner on)": [97.5], "ViT (inner off)": [95.5], "TITN + KD": [99.0], "ViT + KD": [99.1]}
+        {"TITN (inner on)": [97.5, 97.7], "ViT (inner off)": [95.5, 95.7], "TITN + KD": [99.0], "ViT + KD": [99.1]}
     )
-    assert book.inner_contrast(book.ablation_summary(rows)) == (
-        "Inner transformer (TITN minus ViT): without KD +2.00 points (97.50 vs 95.50); "
-        "with KD -0.10 points (99.00 vs 99.10)."
+    assert book.inner_contrast(rows) == (
+        "Inner transformer (TITN minus ViT), without KD: +2.00 points (97.60 ± 0.14 vs 95.60 ± 0.14; 2 vs 2 runs); "
+        "with KD: -0.10 points (99.00 vs 99.10; 1 vs 1 runs)."
     )
-    assert book.inner_contrast(book.ablation_summary(_ablation_rows({"a": [1.0]}))) == ""
+    assert book.inner_contrast(_ablation_rows({"a": [1.0]})) == ""
+
+
+def test_the_inner_pairs_name_variants_of_the_inner_family():
+    labels = [label for label, _, _ in FAMILIES["inner"]]
+    assert sorted(label for pair in INNER_PAIRS.values() for label in pair) == sorted(labels)
 
 
 def test_pending_ablations_lists_the_plans_families_without_a_summary(tmp_path, monkeypatch):

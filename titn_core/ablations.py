@@ -57,6 +57,10 @@ FAMILIES: dict[str, list[tuple[str, dict, dict]]] = {
 }
 
 
+# the inner family read as the paper's question, (TITN, ViT) per KD setting: labels of FAMILIES["inner"]
+INNER_PAIRS = {"without KD": ("TITN (inner on)", "ViT (inner off)"), "with KD": ("TITN + KD", "ViT + KD")}
+
+
 def check_family(family: str) -> str:
     if family not in FAMILIES:
         raise TITNError(f"unknown ablation family {family!r}; choose one of: {', '.join(FAMILIES)}")

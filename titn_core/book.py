@@ -18,6 +18,7 @@ warnings.filterwarnings("ignore", message="IProgress not found")  # tqdm.auto in
 
 from . import attention as attention_maps  # noqa: E402
 from . import results  # noqa: E402
+from .ablations import INNER_PAIRS  # noqa: E402
 from .experiments import ROOT, load_plan, teacher_run_config, titn_config  # noqa: E402
 from .notebook import ATTENTION_FILE  # noqa: E402
 from .trainer import PREDICTIONS_FILE  # noqa: E402
@@ -409,16 +410,12 @@ def ablation_note(summary: pd.DataFrame) -> str:
     return text + f" That margin {verdict} twice the largest seed SD of the family ({noise:.2f})."
 
 
-def inner_contrast(summary: pd.DataFrame) -> str:
-    """The inner family read as the paper's question: what the inner transformer adds, without and with KD."""
-    pairs = [("without KD", "TITN (inner on)", "ViT (inner off)"), ("with KD", "TITN + KD", "ViT + KD")]
-    parts = [
-        f"{when} {summary.loc[titn, 'top1'] - summary.loc[vit, 'top1']:+.2f} points "
-        f"({summary.loc[titn, 'top1']:.2f} vs {summary.loc[vit, 'top1']:.2f})"
-        for when, titn, vit in pairs
-        if {titn, vit} <= set(summary.index)
-    ]
-    return "Inner transformer (TITN minus ViT): " + "; ".join(parts) + "." if parts else ""
+def inner_contrast(rows: pd.DataFrame) -> str:
+    """The inner family's runs read as the paper's question: what the inner transformer adds, without and with KD."""
+    top1 = {variant: group["test_top1"] for variant, group in rows.groupby("variant")}
+    parts = [_signed_difference(top1, titn, vit, when) for when, (titn, vit) in INNER_PAIRS.items()]
+    parts = [p for p in parts if p]
+    return "Inner transformer (TITN minus ViT), " + "; ".join(parts) + "." if parts else ""
 
 
 def time_to_accuracy(runs: pd.DataFrame) -> pd.DataFrame:
