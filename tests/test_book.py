@@ -183,6 +183,22 @@ def test_the_inner_pairs_name_variants_of_the_inner_family():
     assert sorted(label for pair in INNER_PAIRS.values() for label in pair) == sorted(labels)
 
 
+def test_ablation_digest_gives_each_family_run_its_reading_and_budget():
+    distillation = _ablation_rows({"no KD": [97.0, 97.2], "paper": [99.0, 99.2]}).assign(
+        family="distillation", dataset="mnist", profile="cpu", data_variant="MNIST (exact)"
+    )
+    inner = _ablation_rows({"TITN (inner on)": [80.0], "ViT (inner off)": [78.5]}).assign(
+        family="inner", dataset="cifar10", profile="cpu", data_variant="CIFAR-10 (JPEG-q75)", epochs=10
+    )
+    lines = book.ablation_digest(pd.concat([distillation, inner], ignore_index=True)).splitlines()
+    assert lines[0].startswith("- *distillation*, MNIST (exact) (cpu profile, 4 epochs, 2 seed(s)): Best: **paper**")
+    assert lines[1] == (
+        "- *inner*, CIFAR-10 (JPEG-q75) (cpu profile, 10 epochs, 1 seed(s)): Inner transformer (TITN minus ViT), "
+        "without KD: +1.50 points (80.00 vs 78.50; 1 vs 1 runs)."
+    )
+    assert book.ablation_digest(pd.DataFrame()) == ""
+
+
 def test_pending_ablations_lists_the_plans_families_without_a_summary(tmp_path, monkeypatch):
     monkeypatch.setenv("TITN_RESULTS_DIR", str(tmp_path))
     everything = book.pending_ablations()

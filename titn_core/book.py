@@ -370,6 +370,22 @@ def ablations() -> pd.DataFrame:
     return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
 
 
+def ablation_groups(table: pd.DataFrame):
+    """((family, dataset, profile), rows) per ablation family run, in file order: what the chapter shows one by one."""
+    return table.groupby(["family", "dataset", "profile"], sort=False) if not table.empty else []
+
+
+def ablation_digest(table: pd.DataFrame) -> str:
+    """One markdown bullet per family run with its computed reading (the inner family read as TITN minus ViT), so
+    the introduction can say what the ablations found without repeating their tables."""
+    lines = []
+    for (family, _, profile), rows in ablation_groups(table):
+        reading = inner_contrast(rows) if family == "inner" else ablation_note(ablation_summary(rows))
+        budget = f"{profile} profile, {rows['epochs'].iloc[0]} epochs, {rows['seed'].nunique()} seed(s)"
+        lines.append(f"- *{family}*, {rows['data_variant'].iloc[0]} ({budget}): {reading}")
+    return "\n".join(lines)
+
+
 def pending_ablations(plan: Path = ROOT / "plans" / "cpu.yaml") -> list[str]:
     """The plan's ablation families with no summary under the results folder yet ("inner on CIFAR-10, 10 epochs"),
     so a reader sees what is still coming rather than guessing why a family is absent."""
