@@ -59,6 +59,7 @@ def test_budget_table_sets_the_ablations_shorter_runs_beside_the_main_ones(smoke
     student = table[table["role"] == "TITN + KD (paper)"]
     assert list(student["epochs"]) == [1, 3], "the inner ablation's 1-epoch run and the 3-epoch main run"
     assert set(table["role"]) == {"TITN + KD (paper)", "TITN (no KD)"}, "the ViT ablation variant is not the ViT role"
+    assert (table["train s/epoch (median)"] > 0).all(), "each schedule's typical epoch, beside its total hours"
 
 
 def test_inner_note_states_the_inner_transformers_gain_and_its_cost_in_wall_time():

@@ -239,7 +239,8 @@ def _median_epoch_seconds(rows: pd.DataFrame) -> float:
 
 def budget_table(index: pd.DataFrame, dataset: str, profile: str) -> pd.DataFrame:
     """Each student role at every schedule length found in `index` (the main runs, the ablations' shorter runs,
-    any longer run): what more epochs buy, with the hours they cost. Matched by config hash, so a variant that
+    any longer run): what more epochs buy, with the hours they cost (and the median epoch, which a run slowed by
+    other work on the machine does not inflate). Matched by config hash, so a variant that
     differs in anything but epochs and seed is never mixed in."""
     students = index[(index["dataset"] == dataset) & (index["profile"] == profile) & (index["kind"] == "student")]
     rows = []
@@ -251,9 +252,11 @@ def budget_table(index: pd.DataFrame, dataset: str, profile: str) -> pd.DataFram
                 continue
             rows.append(
                 {"role": role, "epochs": int(epochs), "runs (seeds)": _runs_and_seeds(hit),
-                 "test top-1": _mean_sd(hit["test_top1"]), "wall h/run": round(hit["wall_seconds"].mean() / 3600, 2)}
+                 "test top-1": _mean_sd(hit["test_top1"]), "wall h/run": round(hit["wall_seconds"].mean() / 3600, 2),
+                 "train s/epoch (median)": _median_epoch_seconds(hit)}
             )  # fmt: skip
-    return pd.DataFrame(rows, columns=["role", "epochs", "runs (seeds)", "test top-1", "wall h/run"])
+    columns = ["role", "epochs", "runs (seeds)", "test top-1", "wall h/run", "train s/epoch (median)"]
+    return pd.DataFrame(rows, columns=columns)
 
 
 def histories(runs: pd.DataFrame, dataset: str, seed: int = 0) -> dict[str, pd.DataFrame]:
@@ -510,7 +513,7 @@ def dataset_chapter(dataset: str) -> None:
     budgets = budget_table(index, dataset, profile)
     if budgets.groupby("role")["epochs"].nunique().max() > 1:
         display(Markdown("Every schedule length on disk for each role (the ablations' shorter runs, any longer run):"))
-        display(budgets.style.hide(axis="index"))
+        display(budgets.style.hide(axis="index").format(precision=2))
 
     cm, classes, agreement = confusion(runs, dataset), per_class(runs, dataset), teacher_agreement(runs, dataset)
     if cm is not None or classes is not None or agreement is not None:
