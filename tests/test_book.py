@@ -89,6 +89,22 @@ def test_typical_epoch_time_ignores_one_epoch_slowed_by_other_work(tmp_path):
     assert book._median_epoch_seconds(runs) == 100.5, "median of the six epochs; the 1500 s epoch does not count"
 
 
+def test_headline_sentence_states_each_reached_number_and_names_what_was_not_run():
+    table = pd.DataFrame(
+        {
+            "dataset": ["MNIST", "CIFAR-10", "CIFAR-100"],
+            "data": ["MNIST (exact)", "CIFAR-10 (JPEG-q75)", "-"],
+            "ours top-1": ["99.54 ± 0.01", "80.39 ± 0.98", "not run"],
+        }  # fmt: skip
+    )
+    assert book.headline_sentence(table, 14) == (
+        "Our distilled TITN reaches 99.54 ± 0.01 % on MNIST (exact) and 80.39 ± 0.98 % on CIFAR-10 (JPEG-q75), "
+        "from 14 completed runs in the main comparison; CIFAR-100 has not been run yet (see its chapter)."
+    )
+    nothing = table.assign(**{"ours top-1": "not run"})
+    assert book.headline_sentence(nothing, 0).startswith("No distilled TITN run is in results/ yet; MNIST has not")
+
+
 def test_findings_are_signed_differences_of_the_results():
     runs = pd.DataFrame(
         {

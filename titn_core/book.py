@@ -152,6 +152,22 @@ def headline(runs: pd.DataFrame | None = None) -> pd.DataFrame:
     return pd.DataFrame(rows).astype(object).fillna("-")
 
 
+def headline_sentence(table: pd.DataFrame, n_runs: int) -> str:
+    """The headline table in one sentence, naming each dataset not run instead of leaving a hole in the sentence."""
+    ran = table["ours top-1"] != "not run"
+    reached = [f"{r['ours top-1']} % on {r['data']}" for _, r in table[ran].iterrows()]
+    text = "No distilled TITN run is in results/ yet"
+    if reached:
+        text = f"Our distilled TITN reaches {_and(reached)}, from {n_runs} completed runs in the main comparison"
+    for dataset in table.loc[~ran, "dataset"]:
+        text += f"; {dataset} has not been run yet (see its chapter)"
+    return text + "."
+
+
+def _and(items: list[str]) -> str:
+    return items[0] if len(items) == 1 else ", ".join(items[:-1]) + " and " + items[-1]
+
+
 def cpu_targets(runs: pd.DataFrame) -> pd.DataFrame:
     """The cpu profile's targets against what its distilled TITN reached, and whether each run kept to the budget."""
     rows = []
