@@ -216,6 +216,23 @@ def test_ablation_digest_gives_each_family_run_its_reading_and_budget():
     assert book.ablation_digest(pd.DataFrame()) == ""
 
 
+def test_families_run_on_two_datasets_are_set_side_by_side_with_their_agreement():
+    base = {"family": "distillation", "profile": "cpu", "seed": 0, "params": 1e6, "wall_seconds": 60.0}
+    rows = [
+        base | {"dataset": d, "data_variant": d.upper(), "epochs": e, "variant": v, "test_top1": top1}
+        for d, e, scores in [("mnist", 4, [97.0, 96.0, 99.0]), ("cifar10", 10, [60.0, 66.0, 73.0])]
+        for v, top1 in zip(["no KD", "soft", "feature"], scores, strict=True)
+    ]  # fmt: skip
+    table = pd.DataFrame(rows + [base | {"family": "inner", "dataset": "mnist", "variant": "x", "test_top1": 1.0}])
+    across = book.ablation_across_datasets(table)
+    assert list(across) == ["distillation"], "a family run on one dataset only has nothing to compare"
+    deltas = across["distillation"]
+    assert list(deltas.columns) == ["MNIST (4 ep)", "CIFAR10 (10 ep)"]
+    assert deltas.loc["soft"].tolist() == [-1.0, 6.0] and deltas.loc["feature"].tolist() == [2.0, 13.0]
+    note = book.agreement_note(deltas)
+    assert "MNIST (4 ep): **feature**; CIFAR10 (10 ep): **feature**" in note and "+0.50" in note
+
+
 def test_pending_ablations_lists_the_plans_families_without_a_summary(tmp_path, monkeypatch):
     monkeypatch.setenv("TITN_RESULTS_DIR", str(tmp_path))
     everything = book.pending_ablations()
@@ -224,6 +241,17 @@ def test_pending_ablations_lists_the_plans_families_without_a_summary(tmp_path, 
     done.mkdir(parents=True)
     (done / "summary.csv").write_text("variant,seed,test_top1\n")
     assert book.pending_ablations() == [f for f in everything if f != "distillation on MNIST, 4 epochs"]
+
+
+def test_ablations_list_each_familys_datasets_in_the_books_order(tmp_path, monkeypatch):
+    monkeypatch.setenv("TITN_RESULTS_DIR", str(tmp_path))
+    for name in ["distillation-cifar10-cpu", "distillation-mnist-cpu", "inner-mnist-cpu"]:
+        (tmp_path / "ablations" / name).mkdir(parents=True)
+        (tmp_path / "ablations" / name / "summary.csv").write_text("variant,seed,test_top1\nx,0,1.0\n")
+    table = book.ablations()
+    assert list(zip(table["family"], table["dataset"], strict=True)) == [
+        ("distillation", "mnist"), ("distillation", "cifar10"), ("inner", "mnist"),
+    ]  # fmt: skip
 
 
 def _pages(html: Path) -> list[Path]:

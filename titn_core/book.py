@@ -381,12 +381,18 @@ def _student_dir(runs: pd.DataFrame, dataset: str) -> Path | None:
 
 
 def ablations() -> pd.DataFrame:
-    """Every ablation summary (one row per variant and seed) with its family, dataset and profile."""
+    """Every ablation summary (one row per variant and seed) with its family, dataset and profile; within a family
+    the datasets come in the book's order (MNIST first), whatever their folder names sort to."""
     frames = []
     for path in sorted((results_dir() / "ablations").glob("*/summary.csv")):
         family, dataset, profile = path.parent.name.rsplit("-", 2)
         frames.append(pd.read_csv(path).assign(family=family, dataset=dataset, profile=profile))
-    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+    if not frames:
+        return pd.DataFrame()
+    table = pd.concat(frames, ignore_index=True)
+    order = table["dataset"].map({d: i for i, d in enumerate(DATASET_TITLES)}).fillna(len(DATASET_TITLES))
+    table = table.assign(_order=order).sort_values(["family", "_order"], kind="stable")
+    return table.drop(columns="_order").reset_index(drop=True)
 
 
 def ablation_groups(table: pd.DataFrame):
@@ -451,6 +457,33 @@ def inner_contrast(rows: pd.DataFrame) -> str:
     parts = [_signed_difference(top1, titn, vit, when) for when, (titn, vit) in INNER_PAIRS.items()]
     parts = [p for p in parts if p]
     return "Inner transformer (TITN minus ViT), " + "; ".join(parts) + "." if parts else ""
+
+
+def ablation_across_datasets(table: pd.DataFrame) -> dict[str, pd.DataFrame]:
+    """Per family run on more than one dataset: each variant's difference from the family's reference, one column
+    per dataset and budget, so a reader sees whether what MNIST showed carries over to the harder data."""
+    out = {}
+    for family, rows in table.groupby("family", sort=False) if not table.empty else []:
+        if rows["dataset"].nunique() < 2:
+            continue
+        columns = {}
+        for (_, profile), sub in rows.groupby(["dataset", "profile"], sort=False):
+            summary = ablation_summary(sub)
+            budget = f"{int(summary['epochs'].iloc[0])} ep" if "epochs" in summary else profile
+            columns[f"{sub['data_variant'].iloc[0]} ({budget})"] = summary.iloc[:, 2]
+        out[family] = pd.DataFrame(columns).rename_axis(f"vs {rows['variant'].iloc[0]}")
+    return out
+
+
+def agreement_note(deltas: pd.DataFrame) -> str:
+    """Whether the datasets agree: each one's best variant, and the rank correlation of the variants' differences
+    (1: same order everywhere) between the first two datasets, over the variants both ran."""
+    best = "; ".join(f"{column}: **{deltas[column].idxmax()}**" for column in deltas)
+    both = deltas.iloc[:, :2].dropna()
+    if len(both) < 3:
+        return f"Best variant per dataset: {best}."
+    rho = both.rank().corr().iloc[0, 1]
+    return f"Best variant per dataset: {best}. Rank correlation of the variants between the first two: {rho:+.2f}."
 
 
 def time_to_accuracy(runs: pd.DataFrame) -> pd.DataFrame:
