@@ -89,6 +89,23 @@ def test_typical_epoch_time_ignores_one_epoch_slowed_by_other_work(tmp_path):
     assert book._median_epoch_seconds(runs) == 100.5, "median of the six epochs; the 1500 s epoch does not count"
 
 
+def test_equal_compute_note_pits_the_titn_against_the_vit_schedule_of_closest_training_hours(tmp_path):
+    def run(role: str, epochs: int, epoch_seconds: float, top1: float) -> dict:
+        path = tmp_path / f"{role}-{epochs}"
+        path.mkdir()
+        pd.DataFrame({"epoch_train_seconds": [epoch_seconds] * 3}).to_csv(path / "history.csv", index=False)
+        return {"dataset": "cifar10", "profile": "cpu", "kind": "student", "seed": 0, "epochs": epochs,
+                "config_hash": book._role_hash("cifar10", "cpu", role, 0, epochs), "path": str(path),
+                "test_top1": top1, "wall_seconds": epoch_seconds * epochs}  # fmt: skip
+
+    main = [run("TITN (no KD)", 30, 120.0, 75.0), run("ViT (no KD)", 30, 60.0, 76.0)]
+    index = pd.DataFrame(main + [run("ViT (no KD)", 60, 60.0, 78.5), run("ViT (no KD)", 10, 60.0, 66.0)])
+    note = book.equal_compute_note(index, "cifar10", "cpu")
+    assert "TITN (no KD), 30 epochs, 75.00 in 1.00 h" in note and "ViT (no KD), 60 epochs, 78.50 in 1.00 h" in note
+    assert "TITN minus ViT -3.50 points" in note
+    assert book.equal_compute_note(pd.DataFrame(main), "cifar10", "cpu") == "", "equal epochs only: nothing to add"
+
+
 def test_headline_sentence_states_each_reached_number_and_names_what_was_not_run():
     table = pd.DataFrame(
         {

@@ -253,26 +253,55 @@ def _median_epoch_seconds(rows: pd.DataFrame) -> float:
     return round(float(seconds.median()), 1)
 
 
-def budget_table(index: pd.DataFrame, dataset: str, profile: str) -> pd.DataFrame:
-    """Each student role at every schedule length found in `index` (the main runs, the ablations' shorter runs,
-    any longer run): what more epochs buy, with the hours they cost (and the median epoch, which a run slowed by
-    other work on the machine does not inflate). Matched by config hash, so a variant that
-    differs in anything but epochs and seed is never mixed in."""
+def _schedules(index: pd.DataFrame, dataset: str, profile: str):
+    """(role, epochs, runs) for each student role at every schedule length in `index`, matched by config hash, so
+    a variant that differs in anything but epochs and seed is never mixed in."""
     students = index[(index["dataset"] == dataset) & (index["profile"] == profile) & (index["kind"] == "student")]
-    rows = []
     for role in (r for r in ROLES if r != "teacher"):
         for epochs in sorted(students["epochs"].unique()):
             hashes = {_role_hash(dataset, profile, role, int(seed), int(epochs)) for seed in students["seed"].unique()}
             hit = students[students["config_hash"].isin(hashes)]
-            if hit.empty:
-                continue
-            rows.append(
-                {"role": role, "epochs": int(epochs), "runs (seeds)": _runs_and_seeds(hit),
-                 "test top-1": _mean_sd(hit["test_top1"]), "wall h/run": round(hit["wall_seconds"].mean() / 3600, 2),
-                 "train s/epoch (median)": _median_epoch_seconds(hit)}
-            )  # fmt: skip
+            if not hit.empty:
+                yield role, int(epochs), hit
+
+
+def budget_table(index: pd.DataFrame, dataset: str, profile: str) -> pd.DataFrame:
+    """Each student role at every schedule length found in `index` (the main runs, the ablations' shorter runs,
+    any longer run): what more epochs buy, with the hours they cost (and the median epoch, which a run slowed by
+    other work on the machine does not inflate)."""
+    rows = [
+        {"role": role, "epochs": epochs, "runs (seeds)": _runs_and_seeds(hit),
+         "test top-1": _mean_sd(hit["test_top1"]), "wall h/run": round(hit["wall_seconds"].mean() / 3600, 2),
+         "train s/epoch (median)": _median_epoch_seconds(hit)}
+        for role, epochs, hit in _schedules(index, dataset, profile)
+    ]  # fmt: skip
     columns = ["role", "epochs", "runs (seeds)", "test top-1", "wall h/run", "train s/epoch (median)"]
     return pd.DataFrame(rows, columns=columns)
+
+
+def equal_compute_note(index: pd.DataFrame, dataset: str, profile: str) -> str:
+    """The inner transformer at (about) equal compute rather than equal epochs: the undistilled TITN's main
+    schedule against the ViT schedule closest to it in training hours (median epoch x epochs, so contention
+    from other work on the machine does not tilt it). Empty until a ViT schedule other than the main one exists."""
+    main_epochs = titn_config(dataset=dataset, profile=profile).train.epochs
+    found = {(role, epochs): hit for role, epochs, hit in _schedules(index, dataset, profile)}
+    titn = found.get(("TITN (no KD)", main_epochs))
+    vits = {epochs: hit for (role, epochs), hit in found.items() if role == "ViT (no KD)" and epochs != main_epochs}
+    if titn is None or not vits:
+        return ""
+
+    def train_hours(hit: pd.DataFrame, epochs: int) -> float:
+        return _median_epoch_seconds(hit) * epochs / 3600
+
+    target = train_hours(titn, main_epochs)
+    epochs, vit = min(vits.items(), key=lambda item: abs(train_hours(item[1], item[0]) - target))
+    diff = titn["test_top1"].mean() - vit["test_top1"].mean()
+    return (
+        f"**At about equal compute**: TITN (no KD), {main_epochs} epochs, {_mean_sd(titn['test_top1'])} in "
+        f"{target:.2f} h of training, against ViT (no KD), {epochs} epochs, {_mean_sd(vit['test_top1'])} in "
+        f"{train_hours(vit, epochs):.2f} h (median epoch x epochs): TITN minus ViT {diff:+.2f} points "
+        f"({len(titn)} vs {len(vit)} runs)."
+    )
 
 
 def histories(runs: pd.DataFrame, dataset: str, seed: int = 0) -> dict[str, pd.DataFrame]:
@@ -563,6 +592,8 @@ def dataset_chapter(dataset: str) -> None:
     if budgets.groupby("role")["epochs"].nunique().max() > 1:
         display(Markdown("Every schedule length on disk for each role (the ablations' shorter runs, any longer run):"))
         display(budgets.style.hide(axis="index").format(precision=2))
+    if note := equal_compute_note(index, dataset, profile):
+        display(Markdown(note))
 
     cm, classes, agreement = confusion(runs, dataset), per_class(runs, dataset), teacher_agreement(runs, dataset)
     if cm is not None or classes is not None or agreement is not None:
