@@ -290,16 +290,15 @@ def equal_compute_note(index: pd.DataFrame, dataset: str, profile: str) -> str:
     if titn is None or not vits:
         return ""
 
-    def train_hours(hit: pd.DataFrame, epochs: int) -> float:
-        return _median_epoch_seconds(hit) * epochs / 3600
-
-    target = train_hours(titn, main_epochs)
-    epochs, vit = min(vits.items(), key=lambda item: abs(train_hours(item[1], item[0]) - target))
+    target = _median_epoch_seconds(titn) * main_epochs / 3600
+    vit_hours = {epochs: _median_epoch_seconds(hit) * epochs / 3600 for epochs, hit in vits.items()}
+    epochs = min(vit_hours, key=lambda e: abs(vit_hours[e] - target))
+    vit = vits[epochs]
     diff = titn["test_top1"].mean() - vit["test_top1"].mean()
     return (
         f"**At about equal compute**: TITN (no KD), {main_epochs} epochs, {_mean_sd(titn['test_top1'])} in "
         f"{target:.2f} h of training, against ViT (no KD), {epochs} epochs, {_mean_sd(vit['test_top1'])} in "
-        f"{train_hours(vit, epochs):.2f} h (median epoch x epochs): TITN minus ViT {diff:+.2f} points "
+        f"{vit_hours[epochs]:.2f} h (median epoch x epochs): TITN minus ViT {diff:+.2f} points "
         f"({len(titn)} vs {len(vit)} runs)."
     )
 
@@ -491,17 +490,16 @@ def inner_contrast(rows: pd.DataFrame) -> str:
 def ablation_across_datasets(table: pd.DataFrame) -> dict[str, pd.DataFrame]:
     """Per family run on more than one dataset: each variant's difference from the family's reference, one column
     per dataset and budget, so a reader sees whether what MNIST showed carries over to the harder data."""
-    out = {}
-    for family, rows in table.groupby("family", sort=False) if not table.empty else []:
-        if rows["dataset"].nunique() < 2:
+    columns: dict[str, dict[str, pd.Series]] = {}
+    for (family, _, profile), rows in ablation_groups(table):
+        if table.loc[table["family"] == family, "dataset"].nunique() < 2:
             continue
-        columns = {}
-        for (_, profile), sub in rows.groupby(["dataset", "profile"], sort=False):
-            summary = ablation_summary(sub)
-            budget = f"{int(summary['epochs'].iloc[0])} ep" if "epochs" in summary else profile
-            columns[f"{sub['data_variant'].iloc[0]} ({budget})"] = summary.iloc[:, 2]
-        out[family] = pd.DataFrame(columns).rename_axis(f"vs {rows['variant'].iloc[0]}")
-    return out
+        summary = ablation_summary(rows)
+        budget = f"{int(summary['epochs'].iloc[0])} ep" if "epochs" in summary else profile
+        reference = f"vs {summary.index[0]}"  # the summary's difference column, named after the reference variant
+        columns.setdefault(family, {})[f"{rows['data_variant'].iloc[0]} ({budget})"] = summary[reference]
+    return {family: pd.DataFrame(deltas).rename_axis(next(iter(deltas.values())).name)
+            for family, deltas in columns.items()}  # fmt: skip
 
 
 def agreement_note(deltas: pd.DataFrame) -> str:
