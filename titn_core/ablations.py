@@ -7,11 +7,30 @@ size, depth/width, temperature and weights, teacher choice, training-data fracti
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from .config import RunConfig, build_config
 from .errors import TITNError
 
-# family -> list of (label, build_config keyword arguments, overrides)
-FAMILIES: dict[str, list[tuple[str, dict, dict]]] = {
+Variant = tuple[str, dict, dict]  # (label, build_config keyword arguments, overrides)
+
+# Patch and word sizes must divide the image, so the patch family depends on it: (patch, word) per image size. The
+# default is patch 4; the larger patch is the divisor nearest 8 (7 on 28px MNIST, whose words are then pixels) and
+# 14 with 2px words on MNIST stands in for the coarser-word variant that 8/4 gives on 32px CIFAR.
+PATCH_WORD_SIZES = {32: [(4, 1), (4, 2), (8, 2), (8, 4)], 28: [(4, 1), (4, 2), (7, 1), (14, 2)]}
+
+
+def patch_variants(img_size: int) -> list[Variant]:
+    if img_size not in PATCH_WORD_SIZES:
+        raise TITNError(f"no patch family for {img_size}px images; add its (patch, word) sizes to PATCH_WORD_SIZES")
+    return [
+        (f"patch {p}, word {w}", dict(kd="none"), {"model.patch_size": p, "model.word_size": w})
+        for p, w in PATCH_WORD_SIZES[img_size]
+    ]
+
+
+# family -> its variants, or a function of the image size giving them
+FAMILIES: dict[str, list[Variant] | Callable[[int], list[Variant]]] = {
     "distillation": [
         ("no KD", dict(kd="none"), {}),
         ("soft logits", dict(kd="soft"), {}),
@@ -26,12 +45,7 @@ FAMILIES: dict[str, list[tuple[str, dict, dict]]] = {
         ("TITN + KD", dict(kd="paper"), {}),
         ("ViT + KD", dict(kd="paper"), {"model.inner": False}),
     ],
-    "patch": [
-        ("patch 4, word 1", dict(kd="none"), {"model.patch_size": 4, "model.word_size": 1}),
-        ("patch 4, word 2", dict(kd="none"), {"model.patch_size": 4, "model.word_size": 2}),
-        ("patch 8, word 2", dict(kd="none"), {"model.patch_size": 8, "model.word_size": 2}),
-        ("patch 8, word 4", dict(kd="none"), {"model.patch_size": 8, "model.word_size": 4}),
-    ],
+    "patch": patch_variants,
     "size": [
         ("depth 4", dict(kd="none"), {"model.depth": 4}),
         ("depth 6", dict(kd="none"), {"model.depth": 6}),
@@ -69,8 +83,11 @@ def check_family(family: str) -> str:
 
 def family_configs(family: str, dataset: str, profile: str, seed: int = 0, epochs: int | None = None):
     """[(label, RunConfig)] for one family; raises with the known families if the name is wrong."""
+    variants = FAMILIES[check_family(family)]
+    if callable(variants):
+        variants = variants(build_config(dataset, profile).image_shape[0])  # build_config names a bad dataset
     out: list[tuple[str, RunConfig]] = []
-    for label, kwargs, overrides in FAMILIES[check_family(family)]:
+    for label, kwargs, overrides in variants:
         over = {"train.seed": seed, **overrides}
         if epochs:
             over["train.epochs"] = epochs

@@ -1,0 +1,37 @@
+"""Every ablation family must build a valid run on every dataset, so a plan never fails hours in on a bad variant."""
+
+import pytest
+
+from titn_core.ablations import FAMILIES, PATCH_WORD_SIZES, family_configs, patch_variants
+from titn_core.config import DATASETS
+from titn_core.errors import TITNError
+
+
+@pytest.mark.parametrize("dataset", list(DATASETS))
+@pytest.mark.parametrize("family", list(FAMILIES))
+def test_every_family_builds_valid_configs_on_every_dataset(family, dataset):
+    runs = family_configs(family, dataset, "cpu", seed=3, epochs=2)
+    labels = [label for label, _ in runs]
+    assert len(runs) >= 2 and len(set(labels)) == len(labels), "a family compares at least two distinct variants"
+    assert {cfg.train.seed for _, cfg in runs} == {3} and {cfg.train.epochs for _, cfg in runs} == {2}
+    assert len({cfg.hash() for _, cfg in runs}) == len(runs), "two variants with one config would share a cached run"
+
+
+def test_patch_family_follows_the_image_size():
+    mnist = family_configs("patch", "mnist", "cpu")
+    assert [(c.model.patch_size, c.model.word_size) for _, c in mnist] == PATCH_WORD_SIZES[28]
+    cifar = [label for label, _ in family_configs("patch", "cifar10", "cpu")]
+    assert cifar == ["patch 4, word 1", "patch 4, word 2", "patch 8, word 2", "patch 8, word 4"]
+
+
+@pytest.mark.parametrize(
+    "call, message",
+    [
+        (lambda: family_configs("dropout", "mnist", "cpu"), "unknown ablation family 'dropout'"),
+        (lambda: family_configs("patch", "imagenet", "cpu"), "unknown dataset 'imagenet'"),
+        (lambda: patch_variants(64), "no patch family for 64px images"),
+    ],
+)
+def test_bad_family_input_names_the_fix(call, message):
+    with pytest.raises(TITNError, match=message):
+        call()
