@@ -1,5 +1,6 @@
 """The book as a reader sees it: built from a fresh smoke plan's results, opened in headless Chromium."""
 
+import json
 import os
 import re
 import shutil
@@ -13,6 +14,7 @@ import pytest
 
 from titn_core import book, results
 from titn_core.ablations import FAMILIES, INNER_PAIRS
+from titn_core.experiments import load_plan
 
 ROOT = Path(__file__).resolve().parents[1]
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
@@ -258,6 +260,21 @@ def test_pending_ablations_lists_the_plans_families_without_a_summary(tmp_path, 
     done.mkdir(parents=True)
     (done / "summary.csv").write_text("variant,seed,test_top1\n")
     assert book.pending_ablations() == [f for f in everything if f != "distillation on MNIST, 4 epochs"]
+
+
+def test_pending_runs_names_the_plans_training_runs_not_yet_complete(tmp_path, monkeypatch):
+    monkeypatch.setenv("TITN_RESULTS_DIR", str(tmp_path))
+    plan = ROOT / "plans" / "cifar10-long.yaml"
+    assert book.pending_runs(plan, "cifar10", "cpu") == [
+        "ViT (no KD), 60 epochs, seed 0",
+        "TITN + KD (paper), 60 epochs, seed 0",
+    ]
+    assert book.pending_runs(plan, "mnist", "cpu") == [], "the plan has no MNIST run"
+    vit = next(job for job in load_plan(plan, {"results_dir": str(tmp_path)}) if job.parameters.get("model"))
+    vit.out_dir.mkdir(parents=True)
+    vit.executed_path.write_text("{}")
+    vit.record_path.write_text(json.dumps({"complete": True, "key": vit.key}))
+    assert book.pending_runs(plan, "cifar10", "cpu") == ["TITN + KD (paper), 60 epochs, seed 0"]
 
 
 def test_ablations_list_each_familys_datasets_in_the_books_order(tmp_path, monkeypatch):

@@ -14,7 +14,7 @@ from titn_core.config import build_config
 from titn_core.data import load_arrays, normalize
 from titn_core.errors import TITNError
 from titn_core.notebook import attention_of, one_per_class, per_class_report, saved_test_predictions
-from titn_core.trainer import build_model, evaluate_checkpoint, train
+from titn_core.trainer import TEACHER_WEIGHTS, build_model, evaluate_checkpoint, train
 
 
 def test_overfits_a_64_image_batch(data_dir):
@@ -125,16 +125,32 @@ def test_distilled_student_reuses_one_trained_teacher(smoke_config):
     assert __import__("os").stat(teacher_ckpt).st_mtime_ns == stamp, "the teacher must not be retrained"
 
 
-def test_a_teacher_with_results_but_no_checkpoint_is_retrained_not_loaded(smoke_config):
-    """A clean checkout has the teacher's results/ but not its weights: distilling must retrain it, and keep the
-    old metrics beside the new ones instead of passing a half-retrained teacher off as complete."""
+def test_a_clean_checkout_distills_from_the_teachers_published_weights(smoke_config):
+    """A clean checkout has the teacher's results/ (with its weights) but no checkpoints/: a distilled run must load
+    those weights, the very teacher the results report, instead of retraining one that may differ."""
+    first = train(smoke_config(teacher="resnet-small", kd="soft", overrides={"train.epochs": 1}))
+    teacher_run = first.run_dir.parent / first.metrics["teacher_run_id"]
+    published = teacher_run / TEACHER_WEIGHTS
+    assert published.read_bytes() == Path(first.metrics["teacher_checkpoint"]).read_bytes(), "best.pt, as is"
+    shutil.rmtree(Path(first.metrics["teacher_checkpoint"]).parent)
+    second = train(smoke_config(teacher="resnet-small", kd="soft", overrides={"train.epochs": 1, "train.seed": 1}))
+    assert second.metrics["teacher_checkpoint"] == str(published)
+    assert second.metrics["teacher_test_top1"] == first.metrics["teacher_test_top1"]
+    assert not (teacher_run / "metrics.before-retraining.json").exists(), "nothing was retrained"
+
+
+def test_a_teacher_with_results_but_no_weights_is_retrained_not_loaded(smoke_config):
+    """Results with neither checkpoint nor published weights: distilling must retrain the teacher, and keep the old
+    metrics beside the new ones instead of passing a half-retrained teacher off as complete."""
     first = train(smoke_config(teacher="resnet-small", kd="soft", overrides={"train.epochs": 1}))
     teacher_ckpt = Path(first.metrics["teacher_checkpoint"])
+    teacher_run = first.run_dir.parent / first.metrics["teacher_run_id"]
     shutil.rmtree(teacher_ckpt.parent)
+    (teacher_run / TEACHER_WEIGHTS).unlink()
     second = train(smoke_config(teacher="resnet-small", kd="soft", overrides={"train.epochs": 1, "train.seed": 1}))
     assert teacher_ckpt.exists() and second.metrics["teacher_checkpoint"] == str(teacher_ckpt)
-    teacher_run = first.run_dir.parent / first.metrics["teacher_run_id"]
     assert (teacher_run / "metrics.before-retraining.json").exists() and (teacher_run / "metrics.json").exists()
+    assert (teacher_run / TEACHER_WEIGHTS).read_bytes() == teacher_ckpt.read_bytes(), "the new weights are published"
     old = json.loads((teacher_run / "metrics.before-retraining.json").read_text())
     new = json.loads((teacher_run / "metrics.json").read_text())
     assert old["test_top1"] == new["test_top1"], "same seed, same machine: the retrained teacher is the same"

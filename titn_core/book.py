@@ -439,6 +439,23 @@ def ablation_digest(table: pd.DataFrame) -> str:
     return "\n".join(lines)
 
 
+def pending_runs(plan: Path, dataset: str, profile: str) -> list[str]:
+    """The plan's training runs on `dataset` and `profile` not complete under the results folder ("TITN + KD
+    (paper), 60 epochs, seed 0"), so a chapter names each planned run it cannot show yet instead of omitting it."""
+    pending = []
+    for job in load_plan(plan, {"results_dir": str(results_dir())}):
+        p = job.parameters
+        if Path(job.notebook).stem != "train_titn" or (p.get("dataset"), p.get("profile")) != (dataset, profile):
+            continue
+        if job.is_complete():
+            continue
+        model, kd = ("ViT" if "vit" in str(p.get("model", "")) else "TITN"), p.get("kd", "none")  # notebook defaults
+        role = f"{model} (no KD)" if kd == "none" else f"{model} + KD ({kd})"
+        epochs = p.get("epochs") or titn_config(dataset=dataset, profile=profile).train.epochs
+        pending.append(f"{role}, {epochs} epochs, seed {p.get('seed', 0)}")
+    return pending
+
+
 def pending_ablations(plan: Path = ROOT / "plans" / "cpu.yaml") -> list[str]:
     """The plan's ablation families with no summary under the results folder yet ("inner on CIFAR-10, 10 epochs"),
     so a reader sees what is still coming rather than guessing why a family is absent."""
@@ -592,6 +609,10 @@ def dataset_chapter(dataset: str) -> None:
         display(budgets.style.hide(axis="index").format(precision=2))
     if note := equal_compute_note(index, dataset, profile):
         display(Markdown(note))
+    for plan in sorted((ROOT / "plans").glob(f"{dataset}-*.yaml")):
+        if pending := pending_runs(plan, dataset, profile):
+            command = f"python -m titn_core.experiments run --plan plans/{plan.name}"
+            display(Markdown(f"**Planned in `plans/{plan.name}`, not run yet:** {'; '.join(pending)} (`{command}`)."))
 
     cm, classes, agreement = confusion(runs, dataset), per_class(runs, dataset), teacher_agreement(runs, dataset)
     if cm is not None or classes is not None or agreement is not None:

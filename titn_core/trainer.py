@@ -32,6 +32,9 @@ from .model import TITN, build_titn
 from .teachers import ResNetTeacher, build_teacher
 
 PREDICTIONS_FILE = "test_predictions.npz"  # top-5 classes of the final model for every test image
+# a teacher's best weights (2.7 MB for resnet-small), kept with its results: a clean checkout has no checkpoints/, and
+# without them every distilled run would retrain the teacher, which on a CPU does not reproduce it bit for bit
+TEACHER_WEIGHTS = "teacher_weights.pt"
 
 
 @dataclass
@@ -95,13 +98,17 @@ def load_teacher(cfg: RunConfig, device: torch.device) -> tuple[ResNetTeacher, d
         tcfg = teacher_config(cfg)
         with torch.random.fork_rng():  # the student's initialisation must not depend on whether this trains
             run = train(tcfg, resume=True)
-            if not (run.checkpoint_dir / "best.pt").exists():
-                # results without checkpoints (a clean checkout commits no weights): train the teacher again, with
-                # its old metrics set aside so a killed retraining resumes instead of passing for complete
+            published = run.run_dir / TEACHER_WEIGHTS
+            if not (run.checkpoint_dir / "best.pt").exists() and not published.exists():
+                # results with neither checkpoint nor published weights: train the teacher again, with its old
+                # metrics set aside so a killed retraining resumes instead of passing for complete
                 aside = storage.set_aside(run.run_dir / "metrics.json", "before-retraining")
-                print(f"[{run.run_id}] no teacher checkpoint in {run.checkpoint_dir}; retraining it ({aside.name})")
+                print(f"[{run.run_id}] no teacher weights in {run.checkpoint_dir}; retraining it ({aside.name})")
                 run = train(tcfg, resume=True)
+            _publish_teacher_weights(run.checkpoint_dir, run.run_dir)  # a run finished before weights were kept
         path = run.checkpoint_dir / "best.pt"
+        if not path.exists():
+            path = run.run_dir / TEACHER_WEIGHTS
     state = storage.load_checkpoint(path)
     tcfg = RunConfig.from_dict(state["config"])
     if tcfg.kind != "teacher":
@@ -118,6 +125,13 @@ def load_teacher(cfg: RunConfig, device: torch.device) -> tuple[ResNetTeacher, d
     info = {"teacher_run_id": state.get("run_id"), "teacher_checkpoint": str(path)}
     info["teacher_test_top1"] = state.get("metrics", {}).get("test_top1")
     return teacher, info
+
+
+def _publish_teacher_weights(ckpt_dir: Path, run_dir: Path) -> None:
+    """Copy a teacher's best.pt (weights, config, metrics: no optimiser) beside its results, once."""
+    best, published = ckpt_dir / "best.pt", run_dir / TEACHER_WEIGHTS
+    if best.exists() and not published.exists():
+        storage.atomic_write_bytes(published, best.read_bytes())
 
 
 def lr_lambda(cfg: RunConfig, steps_per_epoch: int):
@@ -406,6 +420,9 @@ def train(cfg: RunConfig, resume: bool = False, force: bool = False, stop_after:
         # the final model's test predictions, so confusion matrices and prediction grids need no checkpoint
         logits = predict(model, splits.x_test, cfg.data.dataset, cfg.train.eval_batch_size, device, autocast)
         storage.atomic_write_npz(run_dir / PREDICTIONS_FILE, top5=top_classes(logits).numpy())
+        if cfg.kind == "teacher":
+            (run_dir / TEACHER_WEIGHTS).unlink(missing_ok=True)  # a retrained teacher replaces the old weights
+            _publish_teacher_weights(ckpt_dir, run_dir)
         storage.atomic_write_json(run_dir / "metrics.json", metrics)  # written last: its presence means complete
     ctx.barrier()
     return RunResult(run_id, run_dir, ckpt_dir, cfg, metrics, hist)
