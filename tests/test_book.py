@@ -277,6 +277,16 @@ def test_pending_runs_names_the_plans_training_runs_not_yet_complete(tmp_path, m
     assert book.pending_runs(plan, "cifar10", "cpu") == ["TITN + KD (paper), 60 epochs, seed 0"]
 
 
+def test_teacher_note_names_each_teacher_checkpoint_the_distilled_runs_used():
+    rows = [("mnist", "cpu", "resnet-small", t) for t in (99.62, 99.62, 99.59)]
+    rows += [("mnist", "cpu", "resnet18", 99.7), ("mnist", "cpu", None, None), ("cifar10", "cpu", "resnet-small", 85.3)]
+    index = pd.DataFrame(rows, columns=["dataset", "profile", "teacher", "teacher_test_top1"])
+    note = book.teacher_note(index, "mnist", "cpu")
+    assert "resnet-small teacher was trained 2 times" in note
+    assert "1 run from one scoring 99.59 and 2 runs from one scoring 99.62" in note, "the resnet18 ablation is apart"
+    assert book.teacher_note(index, "cifar10", "cpu") == "", "one teacher: nothing to say"
+
+
 def test_ablations_list_each_familys_datasets_in_the_books_order(tmp_path, monkeypatch):
     monkeypatch.setenv("TITN_RESULTS_DIR", str(tmp_path))
     for name in ["distillation-cifar10-cpu", "distillation-mnist-cpu", "inner-mnist-cpu"]:

@@ -19,6 +19,7 @@ warnings.filterwarnings("ignore", message="IProgress not found")  # tqdm.auto in
 from . import attention as attention_maps  # noqa: E402
 from . import results  # noqa: E402
 from .ablations import INNER_PAIRS  # noqa: E402
+from .config import DEFAULT_TEACHER  # noqa: E402
 from .experiments import ROOT, load_plan, teacher_run_config, titn_config  # noqa: E402
 from .notebook import ATTENTION_FILE  # noqa: E402
 from .trainer import PREDICTIONS_FILE  # noqa: E402
@@ -300,6 +301,24 @@ def equal_compute_note(index: pd.DataFrame, dataset: str, profile: str) -> str:
         f"{target:.2f} h of training, against ViT (no KD), {epochs} epochs, {_mean_sd(vit['test_top1'])} in "
         f"{vit_hours[epochs]:.2f} h (median epoch x epochs): TITN minus ViT {diff:+.2f} points "
         f"({len(titn)} vs {len(vit)} runs)."
+    )
+
+
+def teacher_note(index: pd.DataFrame, dataset: str, profile: str) -> str:
+    """Which teacher the distilled runs learned from. A teacher whose weights were lost (a clean checkout before
+    they were kept with the results) is retrained, and retraining on a CPU is not bit-identical: name each teacher
+    checkpoint with its run count instead of letting one teacher row stand for two. Empty when there was one."""
+    teacher = DEFAULT_TEACHER[profile]
+    students = index[(index["dataset"] == dataset) & (index["profile"] == profile) & (index["teacher"] == teacher)]
+    scores = students.dropna(subset=["teacher_test_top1"]).groupby("teacher_test_top1").size()
+    if len(scores) < 2:
+        return ""
+    parts = [f"{n} run{'s' * (n > 1)} from one scoring {score:.2f}" for score, n in scores.items()]
+    return (
+        f"**Teachers.** The {teacher} teacher was trained {len(scores)} times (its weights were not yet kept with "
+        f"its results, and a CPU retraining is not bit-identical), so the distilled runs on this page learned from "
+        f"teacher checkpoints of different test top-1: {_and(parts)}. The teacher row shows its latest training; "
+        "each run's own teacher is `teacher_test_top1` in its `metrics.json`."
     )
 
 
@@ -593,6 +612,8 @@ def dataset_chapter(dataset: str) -> None:
     display(Markdown(f"Data: **{variant}**. Budget shown: the **{profile}** profile."))
     display(comparison(runs, dataset).style.hide(axis="index").format(precision=2))
     display(Markdown(inner_note(runs, dataset)))
+    if note := teacher_note(index, dataset, profile):
+        display(Markdown(note))
     shown = runs[runs["profile"] == profile]
     title = f"{variant}, {profile} profile"
     show(report.bars(shown, x="role", title=f"{title}: test top-1 per role (bars = mean, ticks = sd)"))
