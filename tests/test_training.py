@@ -147,10 +147,12 @@ def test_a_teacher_with_results_but_no_weights_is_retrained_not_loaded(smoke_con
     teacher_run = first.run_dir.parent / first.metrics["teacher_run_id"]
     shutil.rmtree(teacher_ckpt.parent)
     (teacher_run / TEACHER_WEIGHTS).unlink()
+    (teacher_run / "train_teacher.job.json").write_text('{"complete": true}')  # as a plan's notebook leaves it
     second = train(smoke_config(teacher="resnet-small", kd="soft", overrides={"train.epochs": 1, "train.seed": 1}))
     assert teacher_ckpt.exists() and second.metrics["teacher_checkpoint"] == str(teacher_ckpt)
     assert (teacher_run / "metrics.before-retraining.json").exists() and (teacher_run / "metrics.json").exists()
     assert (teacher_run / TEACHER_WEIGHTS).read_bytes() == teacher_ckpt.read_bytes(), "the new weights are published"
+    assert not (teacher_run / "train_teacher.job.json").exists(), "a plan reruns the notebook for the new teacher"
     old = json.loads((teacher_run / "metrics.before-retraining.json").read_text())
     new = json.loads((teacher_run / "metrics.json").read_text())
     assert old["test_top1"] == new["test_top1"], "same seed, same machine: the retrained teacher is the same"

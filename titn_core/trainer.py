@@ -103,6 +103,8 @@ def load_teacher(cfg: RunConfig, device: torch.device) -> tuple[ResNetTeacher, d
                 # results with neither checkpoint nor published weights: train the teacher again, with its old
                 # metrics set aside so a killed retraining resumes instead of passing for complete
                 aside = storage.set_aside(run.run_dir / "metrics.json", "before-retraining")
+                for record in run.run_dir.glob("*.job.json"):  # its notebook's confusion matrix is the old teacher's:
+                    storage.set_aside(record, "before-retraining")  # without its record, a plan runs it again
                 print(f"[{run.run_id}] no teacher weights in {run.checkpoint_dir}; retraining it ({aside.name})")
                 run = train(tcfg, resume=True)
             _publish_teacher_weights(run.checkpoint_dir, run.run_dir)  # a run finished before weights were kept
