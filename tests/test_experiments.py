@@ -38,6 +38,25 @@ def test_failed_job_is_reported_and_the_plan_goes_on(tmp_path, data_dir):
     assert failure["notebook"].endswith("train_teacher.failed.ipynb")
 
 
+def test_a_job_that_succeeds_clears_its_earlier_failure(tmp_path, monkeypatch):
+    import papermill
+
+    where = {"results_dir": str(tmp_path / "r"), "checkpoint_dir": str(tmp_path / "c")}
+    job = Job("ablation.ipynb", {"dataset": "mnist", "profile": "smoke", "family": "patch", **where})
+    attempts = []
+
+    def execute(source, output, **kwargs):  # the first attempt fails part-way, the second (code fixed) succeeds
+        attempts.append(output)
+        Path(output).write_text("{}")
+        if len(attempts) == 1:
+            raise TITNError("patch size 8 does not divide the 28px images of mnist")
+
+    monkeypatch.setattr(papermill, "execute_notebook", execute)
+    assert len(run_plan([job])["failed"]) == 1 and job.failed_path.exists()
+    assert run_plan([job])["ran"] == 1 and job.is_complete()
+    assert not job.failed_path.exists(), "a stale .failed.ipynb would point readers at a fixed error"
+
+
 def test_parameter_checks_name_the_parameter():
     before = {"In", "get_ipython"}  # the namespace before the parameters cell
     ns = {"__annotations__": {"epochs": "int", "lr": "float"}, "epochs": "ten", "lr": 1}

@@ -179,6 +179,7 @@ def run_job(job: Job) -> None:
             tmp.replace(job.failed_path)
         raise
     tmp.replace(job.executed_path)
+    job.failed_path.unlink(missing_ok=True)  # an earlier attempt's failure no longer describes this job
     record = {"complete": True, "key": job.key, "parameters": job.parameters, "seconds": time.perf_counter() - start}
     storage.atomic_write_json(job.record_path, record)  # last: its presence with complete=true means done
 
