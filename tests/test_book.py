@@ -13,7 +13,7 @@ import pandas as pd
 import pytest
 
 from titn_core import book, results
-from titn_core.ablations import FAMILIES, INNER_PAIRS
+from titn_core.ablations import CONTRASTS, FAMILIES
 from titn_core.experiments import load_plan
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -203,20 +203,29 @@ def test_ablation_note_says_whether_the_best_margin_clears_the_seed_noise():
     )
 
 
-def test_inner_contrast_reads_the_inner_family_as_titn_minus_vit_with_and_without_kd():
+def test_contrast_reads_the_inner_family_as_titn_minus_vit_with_and_without_kd():
     rows = _ablation_rows(
         {"TITN (inner on)": [97.5, 97.7], "ViT (inner off)": [95.5, 95.7], "TITN + KD": [99.0], "ViT + KD": [99.1]}
     )
-    assert book.inner_contrast(rows) == (
+    assert book.contrast("inner", rows) == (
         "Inner transformer (TITN minus ViT), without KD: +2.00 points (97.60 ± 0.14 vs 95.60 ± 0.14; 2 vs 2 runs); "
         "with KD: -0.10 points (99.00 vs 99.10; 1 vs 1 runs)."
     )
-    assert book.inner_contrast(_ablation_rows({"a": [1.0]})) == ""
+    assert book.contrast("inner", _ablation_rows({"a": [1.0]})) == ""
+    assert book.contrast("temperature", rows) == "", "a family without pairs has no contrast"
 
 
-def test_the_inner_pairs_name_variants_of_the_inner_family():
-    labels = [label for label, _, _ in FAMILIES["inner"]]
-    assert sorted(label for pair in INNER_PAIRS.values() for label in pair) == sorted(labels)
+def test_contrast_reads_the_data_family_as_the_kd_gain_per_training_set_size():
+    rows = _ablation_rows({"10% data": [90.0], "10% data, KD": [93.0], "100% data": [97.0], "100% data, KD": [97.5]})
+    text = book.contrast("data", rows)
+    assert text.startswith("Distillation (KD minus no KD), 10% of the training set: +3.00 points")
+    assert "100% of the training set: +0.50 points" in text and "25%" not in text, "pairs without runs are left out"
+
+
+def test_every_contrast_pairs_variants_of_its_family():
+    for family, (_, pairs) in CONTRASTS.items():
+        labels = {label for label, _, _ in FAMILIES[family]}
+        assert {label for pair in pairs.values() for label in pair} <= labels, family
 
 
 def test_ablation_digest_gives_each_family_run_its_reading_and_budget():

@@ -29,6 +29,13 @@ def patch_variants(img_size: int) -> list[Variant]:
     ]
 
 
+DATA_FRACTIONS = (0.1, 0.25, 0.5, 1.0)
+
+
+def _data_label(fraction: float, kd: str) -> str:
+    return f"{int(fraction * 100)}% data{', KD' if kd != 'none' else ''}"
+
+
 # family -> its variants, or a function of the image size giving them
 FAMILIES: dict[str, list[Variant] | Callable[[int], list[Variant]]] = {
     "distillation": [
@@ -64,15 +71,26 @@ FAMILIES: dict[str, list[Variant] | Callable[[int], list[Variant]]] = {
         ("resnet18", dict(kd="paper", teacher="resnet18"), {}),
     ],
     "data": [
-        (f"{int(f * 100)}% data{', KD' if kd != 'none' else ''}", dict(kd=kd), {"data.train_fraction": f})
+        (_data_label(f, kd), dict(kd=kd), {"data.train_fraction": f})
         for kd in ("none", "paper")
-        for f in (0.1, 0.25, 0.5, 1.0)
+        for f in DATA_FRACTIONS
     ],
 }
 
-
-# the inner family read as the paper's question, (TITN, ViT) per KD setting: labels of FAMILIES["inner"]
-INNER_PAIRS = {"without KD": ("TITN (inner on)", "ViT (inner off)"), "with KD": ("TITN + KD", "ViT + KD")}
+# families read as paired differences: family -> (what a difference measures, {condition: (variant, its control)})
+CONTRASTS = {
+    "inner": (  # the paper's question: what the inner transformer adds, per KD setting
+        "Inner transformer (TITN minus ViT)",
+        {"without KD": ("TITN (inner on)", "ViT (inner off)"), "with KD": ("TITN + KD", "ViT + KD")},
+    ),
+    "data": (  # does distillation matter more when labelled data is scarce?
+        "Distillation (KD minus no KD)",
+        {
+            f"{int(f * 100)}% of the training set": (_data_label(f, "paper"), _data_label(f, "none"))
+            for f in DATA_FRACTIONS
+        },
+    ),
+}
 
 
 def check_family(family: str) -> str:

@@ -18,7 +18,7 @@ warnings.filterwarnings("ignore", message="IProgress not found")  # tqdm.auto in
 
 from . import attention as attention_maps  # noqa: E402
 from . import results  # noqa: E402
-from .ablations import INNER_PAIRS  # noqa: E402
+from .ablations import CONTRASTS  # noqa: E402
 from .config import DEFAULT_TEACHER  # noqa: E402
 from .experiments import ROOT, load_plan, teacher_run_config, titn_config  # noqa: E402
 from .notebook import ATTENTION_FILE  # noqa: E402
@@ -452,7 +452,7 @@ def ablation_digest(table: pd.DataFrame) -> str:
     the introduction can say what the ablations found without repeating their tables."""
     lines = []
     for (family, _, profile), rows in ablation_groups(table):
-        reading = inner_contrast(rows) if family == "inner" else ablation_note(ablation_summary(rows))
+        reading = contrast(family, rows) or ablation_note(ablation_summary(rows))
         budget = f"{profile} profile, {rows['epochs'].iloc[0]} epochs, {rows['seed'].nunique()} seed(s)"
         lines.append(f"- *{family}*, {rows['data_variant'].iloc[0]} ({budget}): {reading}")
     return "\n".join(lines)
@@ -515,12 +515,16 @@ def ablation_note(summary: pd.DataFrame) -> str:
     return text + f" That margin {verdict} twice the largest seed SD of the family ({noise:.2f})."
 
 
-def inner_contrast(rows: pd.DataFrame) -> str:
-    """The inner family's runs read as the paper's question: what the inner transformer adds, without and with KD."""
+def contrast(family: str, rows: pd.DataFrame) -> str:
+    """A family read as paired differences (inner: TITN minus ViT without and with KD, the paper's question; data:
+    KD minus no KD at each training-set size), or "" for a family without pairs or without their runs."""
+    if family not in CONTRASTS:
+        return ""
+    what, pairs = CONTRASTS[family]
     top1 = {variant: group["test_top1"] for variant, group in rows.groupby("variant")}
-    parts = [_signed_difference(top1, titn, vit, when) for when, (titn, vit) in INNER_PAIRS.items()]
+    parts = [_signed_difference(top1, variant, control, when) for when, (variant, control) in pairs.items()]
     parts = [p for p in parts if p]
-    return "Inner transformer (TITN minus ViT), " + "; ".join(parts) + "." if parts else ""
+    return f"{what}, " + "; ".join(parts) + "." if parts else ""
 
 
 def ablation_across_datasets(table: pd.DataFrame) -> dict[str, pd.DataFrame]:
