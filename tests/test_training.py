@@ -14,7 +14,7 @@ from titn_core.config import build_config
 from titn_core.data import load_arrays, normalize
 from titn_core.errors import TITNError
 from titn_core.notebook import attention_of, one_per_class, per_class_report, saved_test_predictions
-from titn_core.trainer import TEACHER_WEIGHTS, build_model, evaluate_checkpoint, train
+from titn_core.trainer import TEACHER_WEIGHTS, build_model, evaluate_checkpoint, teacher_config, train
 
 
 def test_overfits_a_64_image_batch(data_dir):
@@ -132,6 +132,8 @@ def test_a_clean_checkout_distills_from_the_teachers_published_weights(smoke_con
     teacher_run = first.run_dir.parent / first.metrics["teacher_run_id"]
     published = teacher_run / TEACHER_WEIGHTS
     assert published.read_bytes() == Path(first.metrics["teacher_checkpoint"]).read_bytes(), "best.pt, as is"
+    published.unlink()  # as for a teacher finished before weights were kept: its next (cached) call keeps them
+    assert train(teacher_config(first.config)).complete and published.exists()
     shutil.rmtree(Path(first.metrics["teacher_checkpoint"]).parent)
     second = train(smoke_config(teacher="resnet-small", kd="soft", overrides={"train.epochs": 1, "train.seed": 1}))
     assert second.metrics["teacher_checkpoint"] == str(published)

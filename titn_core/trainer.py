@@ -107,7 +107,6 @@ def load_teacher(cfg: RunConfig, device: torch.device) -> tuple[ResNetTeacher, d
                     storage.set_aside(record, "before-retraining")  # without its record, a plan runs it again
                 print(f"[{run.run_id}] no teacher weights in {run.checkpoint_dir}; retraining it ({aside.name})")
                 run = train(tcfg, resume=True)
-            _publish_teacher_weights(run.checkpoint_dir, run.run_dir)  # a run finished before weights were kept
         path = run.checkpoint_dir / "best.pt"
         if not path.exists():
             path = run.run_dir / TEACHER_WEIGHTS
@@ -248,6 +247,8 @@ def train(cfg: RunConfig, resume: bool = False, force: bool = False, stop_after:
     run_id = cfg.run_id or cfg.default_run_id()
     run_dir, ckpt_dir = Path(cfg.results_dir) / run_id, Path(cfg.checkpoint_dir) / run_id
     if not force and (cached := _load_cached(cfg, run_dir, ckpt_dir)) is not None:
+        if cfg.kind == "teacher":
+            _publish_teacher_weights(ckpt_dir, run_dir)  # a teacher finished before its weights were kept
         return cached
     last_path = ckpt_dir / "last.pt"
     if last_path.exists() and not (resume or force):
