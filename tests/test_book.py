@@ -14,6 +14,7 @@ import pytest
 
 from titn_core import book, results
 from titn_core.ablations import CONTRASTS, FAMILIES
+from titn_core.book import STUDENT
 from titn_core.experiments import load_plan
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -222,6 +223,25 @@ def test_contrast_reads_the_data_family_as_the_kd_gain_per_training_set_size():
     assert "100% of the training set: +0.50 points" in text and "25%" not in text, "pairs without runs are left out"
 
 
+def test_teacher_mix_note_names_the_variants_of_each_teacher_checkpoint():
+    rows = _ablation_rows({"T=1": [97.8], "T=4": [96.6], "T=8": [97.3], "no KD": [96.0]})
+    rows["run_id"] = ["a", "b", "c", "d"]
+    index = pd.DataFrame(
+        {
+            "run_id": ["a", "b", "c", "d"],
+            "teacher": ["resnet-small"] * 3 + [None],
+            "teacher_test_top1": [99.59, 99.62, 99.59, None],
+        }
+    )
+    note = book.teacher_mix_note(rows, index)
+    assert "resnet-small scoring 99.59 for T=1, T=8; resnet-small scoring 99.62 for T=4" in note
+    index["teacher_test_top1"] = [99.62, 99.62, 99.62, None]
+    assert book.teacher_mix_note(rows, index) == "", "one checkpoint: nothing to say"
+    index["teacher"] = ["resnet-small", "resnet18", "resnet-small", None]
+    index["teacher_test_top1"] = [99.62, 99.7, 99.62, None]
+    assert book.teacher_mix_note(rows, index) == "", "the teacher family compares different teachers on purpose"
+
+
 def test_every_contrast_pairs_variants_of_its_family():
     for family, (_, pairs) in CONTRASTS.items():
         labels = {label for label, _, _ in FAMILIES[family]}
@@ -286,14 +306,20 @@ def test_pending_runs_names_the_plans_training_runs_not_yet_complete(tmp_path, m
     assert book.pending_runs(plan, "cifar10", "cpu") == ["TITN + KD (paper), 60 epochs, seed 0"]
 
 
-def test_teacher_note_names_each_teacher_checkpoint_the_distilled_runs_used():
-    rows = [("mnist", "cpu", "resnet-small", t) for t in (99.62, 99.62, 99.59)]
-    rows += [("mnist", "cpu", "resnet18", 99.7), ("mnist", "cpu", None, None), ("cifar10", "cpu", "resnet-small", 85.3)]
-    index = pd.DataFrame(rows, columns=["dataset", "profile", "teacher", "teacher_test_top1"])
-    note = book.teacher_note(index, "mnist", "cpu")
-    assert "resnet-small teacher was trained 2 times" in note
-    assert "1 run from one scoring 99.59 and 2 runs from one scoring 99.62" in note, "the resnet18 ablation is apart"
-    assert book.teacher_note(index, "cifar10", "cpu") == "", "one teacher: nothing to say"
+def test_teacher_note_says_when_distilled_runs_learned_from_an_earlier_teacher_checkpoint():
+    runs = pd.DataFrame(
+        {"dataset": "mnist", "profile": "cpu", "role": ["teacher", STUDENT, STUDENT, "TITN (no KD)"],
+         "model": ["resnet-small", "titn-tiny", "titn-tiny", "titn-tiny"], "seed": [0, 0, 1, 0],
+         "best_test_top1": [99.59, 99.5, 99.5, 99.0], "teacher_test_top1": [None, 99.62, 99.59, None]}
+    )  # fmt: skip
+    note = book.teacher_note(runs, "mnist")
+    assert (
+        "resnet-small teacher's latest training, whose best checkpoint (the one students distil from) scores 99.59"
+        in note
+    )
+    assert "1 of the 2 distilled runs here learned from an earlier checkpoint scoring 99.62" in note
+    runs.loc[1, "teacher_test_top1"] = 99.59
+    assert book.teacher_note(runs, "mnist") == "", "every run learned from the teacher shown"
 
 
 def test_ablations_list_each_familys_datasets_in_the_books_order(tmp_path, monkeypatch):

@@ -19,7 +19,6 @@ warnings.filterwarnings("ignore", message="IProgress not found")  # tqdm.auto in
 from . import attention as attention_maps  # noqa: E402
 from . import results  # noqa: E402
 from .ablations import CONTRASTS  # noqa: E402
-from .config import DEFAULT_TEACHER  # noqa: E402
 from .experiments import ROOT, load_plan, teacher_run_config, titn_config  # noqa: E402
 from .notebook import ATTENTION_FILE  # noqa: E402
 from .trainer import PREDICTIONS_FILE  # noqa: E402
@@ -304,21 +303,25 @@ def equal_compute_note(index: pd.DataFrame, dataset: str, profile: str) -> str:
     )
 
 
-def teacher_note(index: pd.DataFrame, dataset: str, profile: str) -> str:
-    """Which teacher the distilled runs learned from. A teacher whose weights were lost (a clean checkout before
-    they were kept with the results) is retrained, and retraining on a CPU is not bit-identical: name each teacher
-    checkpoint with its run count instead of letting one teacher row stand for two. Empty when there was one."""
-    teacher = DEFAULT_TEACHER[profile]
-    students = index[(index["dataset"] == dataset) & (index["profile"] == profile) & (index["teacher"] == teacher)]
-    scores = students.dropna(subset=["teacher_test_top1"]).groupby("teacher_test_top1").size()
-    if len(scores) < 2:
+def teacher_note(runs: pd.DataFrame, dataset: str) -> str:
+    """Whether the chapter's distilled runs learned from the teacher its table shows. A teacher whose weights were
+    lost (a clean checkout before they were kept with the results) is retrained, and a CPU retraining is not
+    bit-identical: then say how many runs learned from an earlier checkpoint, rather than one row standing for two."""
+    shown = shown_runs(runs, dataset)
+    teacher, students = shown[shown["role"] == "teacher"], shown.dropna(subset=["teacher_test_top1"])
+    if teacher.empty or students.empty:
         return ""
-    parts = [f"{n} run{'s' * (n > 1)} from one scoring {score:.2f}" for score, n in scores.items()]
+    current = teacher["best_test_top1"].iloc[0]  # what its best.pt, the checkpoint students load, scores
+    earlier = students[(students["teacher_test_top1"] - current).abs() > 1e-9]
+    if earlier.empty:
+        return ""
+    scores = _and(sorted({f"{score:.2f}" for score in earlier["teacher_test_top1"]}))
     return (
-        f"**Teachers.** The {teacher} teacher was trained {len(scores)} times (its weights were not yet kept with "
-        f"its results, and a CPU retraining is not bit-identical), so the distilled runs on this page learned from "
-        f"teacher checkpoints of different test top-1: {_and(parts)}. The teacher row shows its latest training; "
-        "each run's own teacher is `teacher_test_top1` in its `metrics.json`."
+        f"**Teachers.** The teacher row is the {teacher['model'].iloc[0]} teacher's latest training, whose best "
+        f"checkpoint (the one students distil from) scores {current:.2f}. It was retrained after its weights were "
+        f"lost (they were not yet kept with its results, and a CPU retraining is not bit-identical), so "
+        f"{len(earlier)} of the {len(students)} distilled runs here learned from an earlier checkpoint scoring "
+        f"{scores}. Each run's own teacher is `teacher_test_top1` in its `metrics.json`."
     )
 
 
@@ -515,6 +518,22 @@ def ablation_note(summary: pd.DataFrame) -> str:
     return text + f" That margin {verdict} twice the largest seed SD of the family ({noise:.2f})."
 
 
+def teacher_mix_note(rows: pd.DataFrame, index: pd.DataFrame) -> str:
+    """One family's distilled variants learned from different checkpoints of the same teacher (it was retrained
+    between them): say which, since part of their differences may then be the teacher's. Empty otherwise."""
+    columns = ["run_id", "teacher", "teacher_test_top1"]
+    used = rows[["run_id", "variant"]].merge(index[columns], on="run_id").dropna(subset=["teacher_test_top1"])
+    mixed = [t for t, group in used.groupby("teacher") if group["teacher_test_top1"].nunique() > 1]
+    if not mixed:
+        return ""
+    groups = used[used["teacher"].isin(mixed)].groupby(["teacher", "teacher_test_top1"])["variant"]
+    parts = [f"{t} scoring {score:.2f} for {', '.join(v.unique())}" for (t, score), v in groups]
+    return (
+        f"Not one teacher: the distilled variants learned from different checkpoints ({'; '.join(parts)}; the "
+        "teacher was retrained in between), so part of their differences may be the teacher's."
+    )
+
+
 def contrast(family: str, rows: pd.DataFrame) -> str:
     """A family read as paired differences (inner: TITN minus ViT without and with KD, the paper's question; data:
     KD minus no KD at each training-set size), or "" for a family without pairs or without their runs."""
@@ -616,7 +635,7 @@ def dataset_chapter(dataset: str) -> None:
     display(Markdown(f"Data: **{variant}**. Budget shown: the **{profile}** profile."))
     display(comparison(runs, dataset).style.hide(axis="index").format(precision=2))
     display(Markdown(inner_note(runs, dataset)))
-    if note := teacher_note(index, dataset, profile):
+    if note := teacher_note(runs, dataset):
         display(Markdown(note))
     shown = runs[runs["profile"] == profile]
     title = f"{variant}, {profile} profile"
