@@ -98,8 +98,7 @@ def load_teacher(cfg: RunConfig, device: torch.device) -> tuple[ResNetTeacher, d
         tcfg = teacher_config(cfg)
         with torch.random.fork_rng():  # the student's initialisation must not depend on whether this trains
             run = train(tcfg, resume=True)
-            published = run.run_dir / TEACHER_WEIGHTS
-            if not (run.checkpoint_dir / "best.pt").exists() and not published.exists():
+            if _teacher_weights(run) is None:
                 # results with neither checkpoint nor published weights: train the teacher again, with its old
                 # metrics set aside so a killed retraining resumes instead of passing for complete
                 aside = storage.set_aside(run.run_dir / "metrics.json", "before-retraining")
@@ -107,9 +106,7 @@ def load_teacher(cfg: RunConfig, device: torch.device) -> tuple[ResNetTeacher, d
                     storage.set_aside(record, "before-retraining")  # without its record, a plan runs it again
                 print(f"[{run.run_id}] no teacher weights in {run.checkpoint_dir}; retraining it ({aside.name})")
                 run = train(tcfg, resume=True)
-        path = run.checkpoint_dir / "best.pt"
-        if not path.exists():
-            path = run.run_dir / TEACHER_WEIGHTS
+        path = _teacher_weights(run)
     state = storage.load_checkpoint(path)
     tcfg = RunConfig.from_dict(state["config"])
     if tcfg.kind != "teacher":
@@ -126,6 +123,11 @@ def load_teacher(cfg: RunConfig, device: torch.device) -> tuple[ResNetTeacher, d
     info = {"teacher_run_id": state.get("run_id"), "teacher_checkpoint": str(path)}
     info["teacher_test_top1"] = state.get("metrics", {}).get("test_top1")
     return teacher, info
+
+
+def _teacher_weights(run: RunResult) -> Path | None:
+    """The teacher's best.pt from this machine's checkpoints, else the copy kept with its results, else None."""
+    return next((p for p in (run.checkpoint_dir / "best.pt", run.run_dir / TEACHER_WEIGHTS) if p.exists()), None)
 
 
 def _publish_teacher_weights(ckpt_dir: Path, run_dir: Path) -> None:
