@@ -29,7 +29,19 @@ def test_validation_split_is_disjoint_and_seed_independent(data_dir):
     again = make_splits(arrays, DataConfig(val_size=5000))
     assert torch.equal(again.y_val, s.y_val)
     half = make_splits(arrays, DataConfig(val_size=5000, train_fraction=0.5))
-    assert len(half.y_train) == 27500
+    assert len(half.y_train) == 27500 and half.train_images == 27500
+
+
+def test_repeated_fraction_keeps_the_full_epoch_length_with_only_the_fractions_images(data_dir):
+    """The data-steps ablation: 10% of the images, as many steps per epoch as the full set."""
+    arrays = load_arrays("mnist", data_dir)
+    tenth = make_splits(arrays, DataConfig(val_size=5000, train_fraction=0.1))
+    repeated = make_splits(arrays, DataConfig(val_size=5000, train_fraction=0.1, repeat_subset=True))
+    assert len(repeated.y_train) == 55000 and repeated.train_images == tenth.train_images == 5500
+    assert torch.equal(repeated.x_train[:5500], tenth.x_train) and torch.equal(
+        repeated.x_train[5500:11000], tenth.x_train
+    )
+    assert torch.equal(repeated.y_val, tenth.y_val)
 
 
 def test_test_subset_covers_many_classes_even_when_file_is_class_sorted(data_dir):

@@ -1,8 +1,9 @@
 """Ablation families: named lists of variants, each a set of config overrides on one base run.
 
 The paper's own ablations (distillation on/off, its settings) and ours (inner transformer on/off, patch/word
-size, depth/width, temperature and weights, teacher choice, training-data fraction). The notebook
-`ablation.ipynb` trains every variant of one family and plots them; all variants share dataset, profile and seed.
+size, depth/width, temperature and weights, teacher choice, training-data fraction at fixed epochs and at equal
+steps). The notebook `ablation.ipynb` trains every variant of one family and plots them; all variants share
+dataset, profile and seed.
 """
 
 from __future__ import annotations
@@ -70,8 +71,15 @@ FAMILIES: dict[str, list[Variant] | Callable[[int], list[Variant]]] = {
         ("resnet-small", dict(kd="paper", teacher="resnet-small"), {}),
         ("resnet18", dict(kd="paper", teacher="resnet18"), {}),
     ],
+    # training-set fraction at a fixed epoch count (a smaller fraction also gets fewer optimizer steps) and at equal
+    # steps (the fraction repeated to the full length): the second isolates scarcity from the shorter schedule
     "data": [
         (_data_label(f, kd), dict(kd=kd), {"data.train_fraction": f})
+        for kd in ("none", "paper")
+        for f in DATA_FRACTIONS
+    ],
+    "data-steps": [
+        (_data_label(f, kd), dict(kd=kd), {"data.train_fraction": f, "data.repeat_subset": f < 1})
         for kd in ("none", "paper")
         for f in DATA_FRACTIONS
     ],
@@ -83,14 +91,12 @@ CONTRASTS = {
         "Inner transformer (TITN minus ViT)",
         {"without KD": ("TITN (inner on)", "ViT (inner off)"), "with KD": ("TITN + KD", "ViT + KD")},
     ),
-    "data": (  # does distillation matter more when labelled data is scarce?
-        "Distillation (KD minus no KD)",
-        {
-            f"{int(f * 100)}% of the training set": (_data_label(f, "paper"), _data_label(f, "none"))
-            for f in DATA_FRACTIONS
-        },
-    ),
 }
+# does distillation matter more when labelled data is scarce? Both data families are read the same way.
+CONTRASTS["data"] = CONTRASTS["data-steps"] = (
+    "Distillation (KD minus no KD)",
+    {f"{int(f * 100)}% of the training set": (_data_label(f, "paper"), _data_label(f, "none")) for f in DATA_FRACTIONS},
+)
 
 
 def check_family(family: str) -> str:

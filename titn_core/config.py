@@ -72,6 +72,9 @@ class DataConfig:
     val_size: int = 5000
     train_subset: int | None = None  # first N training images (after the val split), for smoke runs
     train_fraction: float = 1.0  # data-efficiency ablation
+    # tile the kept fraction back to the full training-set length, so a smaller fraction gets as many optimizer steps
+    # per epoch: data scarcity without the shorter schedule a fixed epoch count would also give it
+    repeat_subset: bool = False
     test_subset: int | None = None
     crop_padding: int = 2
     flip: bool = False
@@ -140,12 +143,18 @@ class RunConfig:
 UNHASHED = {"run_id", "results_dir", "checkpoint_dir", "device", "compile", "progress"}
 UNHASHED_DATA = {"data_dir"}
 UNHASHED_DISTILL = {"teacher_checkpoint"}
+# data settings added after results were committed: hashed only when set, so the earlier runs keep their ids
+HASHED_WHEN_SET_DATA = {"repeat_subset": False}
 
 
 def config_hash(cfg: RunConfig) -> str:
     """sha256 over the settings that change the result (sorted JSON), so equal hashes mean equal runs."""
     d = {k: v for k, v in cfg.to_dict().items() if k not in UNHASHED}
-    d["data"] = {k: v for k, v in d["data"].items() if k not in UNHASHED_DATA}
+    d["data"] = {
+        k: v
+        for k, v in d["data"].items()
+        if k not in UNHASHED_DATA and not (k in HASHED_WHEN_SET_DATA and v == HASHED_WHEN_SET_DATA[k])
+    }
     d["distill"] = {k: v for k, v in d["distill"].items() if k not in UNHASHED_DISTILL}
     if cfg.kind == "teacher":
         d.pop("model")  # the teacher's architecture is distill.teacher; student shape is irrelevant

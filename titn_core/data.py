@@ -173,10 +173,12 @@ class Splits:
     variant: str
     source: str
     sha256: str | None
+    train_images: int  # distinct training images: fewer than len(y_train) when a fraction is repeated
 
 
 def make_splits(arrays: DatasetArrays, cfg: DataConfig) -> Splits:
-    """Hold out `val_size` training images for model selection; optional subsets for smoke/data-efficiency runs.
+    """Hold out `val_size` training images for model selection; optional subsets for smoke/data-efficiency runs
+    (a fraction, optionally repeated to the full length).
 
     Permutations use a fixed seed, so the split never depends on the run seed. The test subset is drawn at
     random too, because some files (CIFAR-10 JPEG) store the test set grouped by class.
@@ -187,9 +189,11 @@ def make_splits(arrays: DatasetArrays, cfg: DataConfig) -> Splits:
         raise TITNError(f"data.val_size must be in [0, {n}), got {cfg.val_size}")
     perm = torch.randperm(n, generator=g)
     val_idx, train_idx = perm[: cfg.val_size], perm[cfg.val_size :]
-    train_idx = train_idx[: max(1, round(len(train_idx) * cfg.train_fraction))]
-    if cfg.train_subset:
-        train_idx = train_idx[: cfg.train_subset]
+    full = min(len(train_idx), cfg.train_subset or len(train_idx))  # what the run trains on at fraction 1
+    train_idx = train_idx[: max(1, round(len(train_idx) * cfg.train_fraction))][:full]
+    distinct = len(train_idx)
+    if cfg.repeat_subset:  # same images, as many per epoch as at fraction 1: equal steps per epoch
+        train_idx = train_idx.repeat(-(-full // distinct))[:full]
     test_idx = torch.arange(len(arrays.y_test))
     if cfg.test_subset:
         test_idx = torch.randperm(len(test_idx), generator=g)[: cfg.test_subset]
@@ -204,6 +208,7 @@ def make_splits(arrays: DatasetArrays, cfg: DataConfig) -> Splits:
         a.variant,
         a.source,
         a.sha256,
+        distinct,
     )
 
 

@@ -401,7 +401,7 @@ def train(cfg: RunConfig, resume: bool = False, force: bool = False, stop_after:
         "profile": cfg.profile,
         "seed": cfg.train.seed,
         "epochs": cfg.train.epochs,
-        "train_images": n_train,
+        "train_images": splits.train_images,
         "test_images": len(splits.y_test),
         "test_top1": float(last["test_top1"]),
         "test_top5": float(last["test_top5"]),
