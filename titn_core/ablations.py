@@ -78,10 +78,10 @@ FAMILIES: dict[str, list[Variant] | Callable[[int], list[Variant]]] = {
         for kd in ("none", "paper")
         for f in DATA_FRACTIONS
     ],
-    "data-steps": [
+    "data-steps": [  # in pairs, smallest fraction first: a partly run family already answers at that size
         (_data_label(f, kd), dict(kd=kd), {"data.train_fraction": f, "data.repeat_subset": f < 1})
-        for kd in ("none", "paper")
         for f in DATA_FRACTIONS
+        for kd in ("none", "paper")
     ],
 }
 
