@@ -6,8 +6,11 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
 PLAN ?= plans/cpu.yaml
+# Where prepared .npz datasets live (outside the checkout); `make data` fills it from ../shared/data where that exists
+DATA_DIR ?= $(HOME)/.cache/titn/data
+SHARED_DATA := ../shared/data
 
-.PHONY: book reproduce bench test lint format env clean-env
+.PHONY: book reproduce bench test lint format env data clean-env
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
@@ -16,6 +19,12 @@ $(STAMP): pyproject.toml
 	touch $@
 
 env: $(STAMP)
+
+# This project's offline machines get CIFAR packed in ../shared/data: unpack it once per machine (seconds). Elsewhere
+# the loader finds a torchvision folder or downloads (see README, "Data"), and this does nothing.
+data: $(STAMP)
+	@if [ -f $(SHARED_DATA)/unpack.py ]; then $(PY) $(SHARED_DATA)/unpack.py $(DATA_DIR); \
+	else echo "no $(SHARED_DATA)/unpack.py: nothing to unpack (the loader downloads or reads your folders)"; fi
 
 # The book, offline, from the results/ committed here (or $$TITN_RESULTS_DIR); opens at _build/html/index.html.
 # --all: every page re-reads results/ (Sphinx would otherwise skip pages whose .md did not change, leaving old tables).

@@ -1,20 +1,37 @@
-"""Shared fixtures. Tests read the real data from ../shared/data (or $TITN_DATA_DIR); they never download."""
+"""Shared fixtures. Tests read the real data and never download it.
+
+The data folder is $TITN_DATA_DIR, else ~/.cache/titn/data (outside the checkout). On this project's offline
+machines the datasets arrive packed in ../shared/data; the first session on a machine unpacks them there once.
+"""
 
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
 from titn_core.config import build_config
 
-SHARED_DATA = Path(os.environ.get("TITN_DATA_DIR") or Path(__file__).resolve().parents[1].parent / "shared" / "data")
+SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+DATA_DIR = Path(os.environ.get("TITN_DATA_DIR") or Path("~/.cache/titn/data").expanduser())
+NEEDED = ("mnist.npz", "cifar10.npz", "cifar100.npz")
+
+
+def _unpack_shared_data() -> None:
+    """Unpack ../shared/data's packed files into DATA_DIR (a few seconds; skipped when already there)."""
+    if (SHARED / "unpack.py").is_file():
+        subprocess.run([sys.executable, str(SHARED / "unpack.py"), str(DATA_DIR)], check=True, capture_output=True)
 
 
 @pytest.fixture(scope="session")
 def data_dir() -> str:
-    if not (SHARED_DATA / "mnist.npz").is_file():
-        pytest.fail(f"real MNIST not found at {SHARED_DATA}; set TITN_DATA_DIR to a folder holding mnist.npz")
-    return str(SHARED_DATA)
+    if not all((DATA_DIR / name).is_file() for name in NEEDED):
+        _unpack_shared_data()
+    missing = [name for name in NEEDED if not (DATA_DIR / name).is_file()]
+    if missing:
+        pytest.fail(f"{', '.join(missing)} not in {DATA_DIR}; set TITN_DATA_DIR to a folder holding them")
+    return str(DATA_DIR)
 
 
 @pytest.fixture

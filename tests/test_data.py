@@ -1,7 +1,9 @@
+import pytest
 import torch
 
 from titn_core.config import DataConfig
-from titn_core.data import BatchAugment, load_arrays, make_splits, random_crop, random_flip
+from titn_core.data import BatchAugment, balanced_order, load_arrays, make_splits, random_crop, random_flip
+from titn_core.errors import TITNError
 
 
 def test_shared_files_are_identified_by_checksum(data_dir):
@@ -10,8 +12,24 @@ def test_shared_files_are_identified_by_checksum(data_dir):
     assert mnist.x_train.shape == (60000, 1, 28, 28) and mnist.x_train.dtype == torch.uint8
     assert mnist.y_train[:5].tolist() == [5, 0, 4, 1, 9]
     cifar = load_arrays("cifar10", data_dir)
-    assert cifar.variant == "CIFAR-10 (JPEG-q75)"
-    assert cifar.x_test.shape == (10000, 3, 32, 32)
+    assert cifar.variant == "CIFAR-10"
+    assert cifar.x_test.shape == (10000, 3, 32, 32) and cifar.y_train[:5].tolist() == [6, 9, 9, 4, 1]
+    assert int((~cifar.exact_test).sum()) == 21, "SOURCES.md: 21 test images are JPEG approximations"
+    cifar100 = load_arrays("cifar100", data_dir)
+    assert cifar100.variant == "CIFAR-100" and cifar100.exact_test is None
+    assert torch.bincount(cifar100.y_train).tolist() == [500] * 100
+
+
+def test_approximate_test_images_are_counted_in_the_split(data_dir):
+    full = make_splits(load_arrays("cifar10", data_dir), DataConfig(dataset="cifar10"))
+    assert full.approximate_test_images == 21
+    assert make_splits(load_arrays("mnist", data_dir), DataConfig()).approximate_test_images == 0
+
+
+def test_packed_data_gets_the_unpack_command(tmp_path):
+    (tmp_path / "cifar100.webp.npz").write_bytes(b"packed")
+    with pytest.raises(TITNError, match="is packed; unpack it once with `python .*unpack.py"):
+        load_arrays("cifar100", str(tmp_path), download=False)
 
 
 def test_data_dir_from_environment(monkeypatch, data_dir):
@@ -44,9 +62,22 @@ def test_repeated_fraction_keeps_the_full_epoch_length_with_only_the_fractions_i
     assert torch.equal(repeated.y_val, tenth.y_val)
 
 
-def test_test_subset_covers_many_classes_even_when_file_is_class_sorted(data_dir):
-    s = make_splits(load_arrays("cifar10", data_dir), DataConfig(dataset="cifar10", test_subset=200))
-    assert len(s.y_test.unique()) == 10
+def test_subsets_are_class_balanced_even_when_the_file_is_grouped_by_class(data_dir):
+    """CIFAR-100's test set is stored class by class: the first 200 images would be two classes."""
+    arrays = load_arrays("cifar100", data_dir)
+    assert arrays.y_test[:200].unique().tolist() == [0, 1], "the file is grouped, so this test means something"
+    s = make_splits(arrays, DataConfig(dataset="cifar100", val_size=500, train_subset=1000, test_subset=200))
+    assert torch.bincount(s.y_test, minlength=100).tolist() == [2] * 100
+    assert torch.bincount(s.y_train, minlength=100).tolist() == [10] * 100
+
+
+def test_balanced_order_is_seeded_and_each_prefix_balanced():
+    labels = torch.tensor([0] * 6 + [1] * 6 + [2] * 3)  # grouped, with a small class
+    order = balanced_order(labels, torch.Generator().manual_seed(1))
+    assert sorted(order.tolist()) == list(range(15))
+    assert torch.bincount(labels[order[:9]]).tolist() == [3, 3, 3]
+    assert torch.bincount(labels[order[:11]]).tolist() == [4, 4, 3], "the small class runs out, the others go on"
+    assert torch.equal(order, balanced_order(labels, torch.Generator().manual_seed(1)))
 
 
 def test_batched_crop_and_flip_are_per_image():

@@ -87,7 +87,7 @@ def test_where_selects_jobs_of_the_cpu_plan_and_rejects_bad_conditions(capsys):
     lines = capsys.readouterr().out.splitlines()
     assert len(lines) == 1 and "attention.ipynb" in lines[0] and "'mnist'" in lines[0]
     teachers = [j for j in load_plan("plans/cpu.yaml") if j.matches({"notebook": "train_teacher"})]
-    assert {j.parameters["dataset"] for j in teachers} == {"mnist", "cifar10"}
+    assert {j.parameters["dataset"] for j in teachers} == {"mnist", "cifar10", "cifar100"}
     assert main(["list", "--plan", "plans/cpu.yaml", "--where", "dataset=svhn"]) == 2
     assert main(["list", "--plan", "plans/cpu.yaml", "--where", "dataset"]) == 2
     assert "KEY=VALUE" in capsys.readouterr().err

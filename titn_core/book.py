@@ -126,6 +126,44 @@ def _device(row) -> str:
     return "2-core CPU" if row["device"] == "cpu" else str(row["device"])
 
 
+def archived_runs(name: str, dataset: str) -> pd.DataFrame:
+    """Runs set aside in results/archive/<name>/ (e.g. CIFAR-10 on a JPEG-q75 copy), one row per model,
+    distillation set-up and schedule: shown as what they are, never mixed into a table of current runs."""
+    index = results.load(results_dir() / "archive" / name)
+    index = index[index["dataset"] == dataset] if not index.empty else index
+    if index.empty:
+        return pd.DataFrame()
+    index = index.assign(kd=index["kd"].fillna("(teacher)"))
+    rows = [
+        {"data": group["data_variant"].iloc[0], "model": model, "KD": kd, "epochs": int(epochs),
+         "runs (seeds)": _runs_and_seeds(group), "test top-1": _mean_sd(group["test_top1"])}
+        for (model, kd, epochs), group in index.groupby(["model", "kd", "epochs"], sort=True)
+    ]  # fmt: skip
+    return pd.DataFrame(rows)
+
+
+def data_provenance(datasets=tuple(DATASET_TITLES)) -> pd.DataFrame:
+    """What data each dataset's runs see on this machine: its label, file checksum, and how many images are only
+    approximations of the originals (from the file's own masks), with the most they can move a test top-1."""
+    from .data import load_arrays
+    from .errors import TITNError
+
+    rows = []
+    for dataset in datasets:
+        try:
+            a = load_arrays(dataset, download=False)
+        except TITNError:
+            rows.append({"dataset": DATASET_TITLES[dataset], "data": "not on this machine"})
+            continue
+        approx = 0 if a.exact_test is None else int((~a.exact_test).sum())
+        rows.append(
+            {"dataset": DATASET_TITLES[dataset], "data": a.variant, "sha256": (a.sha256 or "-")[:12],
+             "train images": len(a.y_train), "test images": len(a.y_test), "approximate test images": approx,
+             "most they can move test top-1 (points)": round(100 * approx / len(a.y_test), 2)}
+        )  # fmt: skip
+    return pd.DataFrame(rows)
+
+
 def headline(runs: pd.DataFrame | None = None) -> pd.DataFrame:
     """Per dataset: the paper's top-1/top-5 next to our distilled TITN's, with budget, data variant and gap."""
     runs = main_runs() if runs is None else runs

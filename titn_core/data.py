@@ -4,8 +4,9 @@ Why tensors: on 2 CPU cores a DataLoader with per-image PIL transforms costs mor
 big uint8 tensor and augmenting a whole batch at once costs almost nothing (the airbench approach).
 
 Where data comes from, in order: `--data-dir` / `TITN_DATA_DIR` (or, when neither is set, `./data`,
-`../shared/data` and `~/.cache/titn/data`), holding `<name>.npz` (uint8 keys x_train, y_train, x_test, y_test)
-or torchvision's own folder layout; else torchvision's download into the first of those folders.
+`~/.cache/titn/data` and `../shared/data`), holding `<name>.npz` (uint8 keys x_train, y_train, x_test, y_test)
+or torchvision's own folder layout; else torchvision's download (online machines). A folder holding only the packed
+`<name>.webp.npz` of this project's offline machines is named in the error, with the command that unpacks it.
 """
 
 from __future__ import annotations
@@ -30,6 +31,10 @@ DISPLAY = {"mnist": "MNIST", "cifar10": "CIFAR-10", "cifar100": "CIFAR-100"}
 KNOWN_NPZ = {
     "06af5dfe73b70e3bc1c36439982b18a8d76803db9b544f6fdf838a37fbb01b64": "MNIST (exact)",
     "81b8af92bc76caa2376c04b1b05b9f5a58b1bf71ee223d713bcb15c38316f7b3": "CIFAR-10 (JPEG-q75)",
+    # rebuilt from lossless copies with the official split; 103 of CIFAR-10's 60,000 images are JPEG approximations,
+    # flagged False in the file's exact_train / exact_test masks (counted into every result's metrics)
+    "753d9c89e841715b12602a3e8d3c245d0f8f6751de6f0b984773e6e19fc49e12": "CIFAR-10",
+    "cdc6e1e8784c096aa4f11115062fff94f50bfabcd357e10d525e6cd2577e8bf4": "CIFAR-100",
 }
 MEAN_STD = {
     "mnist": ((0.1307,), (0.3081,)),
@@ -51,6 +56,7 @@ class DatasetArrays:
     variant: str  # e.g. "CIFAR-10 (JPEG-q75)": put this next to every number measured on it
     source: str
     sha256: str | None
+    exact_test: Tensor | None = None  # False for a test image that is only an approximation of the original
 
 
 def project_root() -> Path:
@@ -63,7 +69,7 @@ def candidate_dirs(data_dir: str | None) -> list[Path]:
     if os.environ.get("TITN_DATA_DIR"):
         return [Path(os.environ["TITN_DATA_DIR"]).expanduser()]
     root = project_root()
-    return [root / "data", root.parent / "shared" / "data", Path("~/.cache/titn/data").expanduser()]
+    return [root / "data", Path("~/.cache/titn/data").expanduser(), root.parent / "shared" / "data"]
 
 
 def sha256_of(path: Path) -> str:
@@ -90,11 +96,17 @@ def _from_npz(name: str, path: Path) -> DatasetArrays:
             if missing:
                 raise TITNError(f"{path} lacks arrays {sorted(missing)}; it needs x_train, y_train, x_test, y_test")
             arrays = {k: z[k] for k in ("x_train", y_tr, "x_test", y_te)}
+            exact_test = z["exact_test"] if "exact_test" in keys else None
     except (OSError, ValueError) as e:
         raise TITNError(f"{path} is not a readable .npz ({e}); replace it or point --data-dir elsewhere") from e
     variant = KNOWN_NPZ.get(digest, f"{DISPLAY[name]} (npz, unverified sha256)")
     x_train, x_test = arrays["x_train"], arrays["x_test"]
-    return _checked(name, x_train, arrays[y_tr], x_test, arrays[y_te], variant, str(path), digest)
+    found = _checked(name, x_train, arrays[y_tr], x_test, arrays[y_te], variant, str(path), digest)
+    if exact_test is not None:
+        if exact_test.shape != (len(x_test),) or exact_test.dtype != np.bool_:
+            raise TITNError(f"{path}: exact_test must be one bool per test image; re-export the file")
+        found.exact_test = torch.from_numpy(exact_test)
+    return found
 
 
 def _from_torchvision(name: str, root: Path, download: bool) -> DatasetArrays | None:
@@ -151,6 +163,11 @@ def load_arrays(name: str, data_dir: str | None = None, download: bool = True) -
             return _from_npz(name, d / f"{name}.npz")
         if d.is_dir() and (found := _from_torchvision(name, d, download=False)) is not None:
             return found
+    if packed := next((d / f"{name}.webp.npz" for d in dirs if (d / f"{name}.webp.npz").is_file()), None):
+        raise TITNError(
+            f"{packed} is packed; unpack it once with `python {packed.parent / 'unpack.py'} ~/.cache/titn/data` "
+            "(searched by default) or pass that folder as --data-dir / TITN_DATA_DIR"
+        )
     if download:
         target = dirs[0] if (data_dir or os.environ.get("TITN_DATA_DIR")) else dirs[-1]
         if (found := _from_torchvision(name, target, download=True)) is not None:
@@ -174,14 +191,29 @@ class Splits:
     source: str
     sha256: str | None
     train_images: int  # distinct training images: fewer than len(y_train) when a fraction is repeated
+    approximate_test_images: int = 0  # test images that are not exact copies (bounds their effect on test top-1)
+
+
+def balanced_order(labels: Tensor, generator: torch.Generator) -> Tensor:
+    """A seeded order of all indices whose every prefix is as class-balanced as the data allows: a shuffled round
+    robin over the classes. Some files store images grouped by class (CIFAR-100's test set), where "the first N"
+    would be a few classes and even a random draw leaves small classes short."""
+    perm = torch.randperm(len(labels), generator=generator)
+    shuffled = labels[perm]
+    by_class = torch.argsort(shuffled, stable=True)
+    counts = torch.bincount(shuffled)
+    starts = torch.cumsum(counts, 0) - counts
+    rank = torch.empty_like(perm)
+    rank[by_class] = torch.arange(len(perm)) - starts[shuffled[by_class]]  # place of each image within its class
+    return perm[torch.argsort(rank, stable=True)]
 
 
 def make_splits(arrays: DatasetArrays, cfg: DataConfig) -> Splits:
     """Hold out `val_size` training images for model selection; optional subsets for smoke/data-efficiency runs
     (a fraction, optionally repeated to the full length).
 
-    Permutations use a fixed seed, so the split never depends on the run seed. The test subset is drawn at
-    random too, because some files (CIFAR-10 JPEG) store the test set grouped by class.
+    Permutations use a fixed seed, so the split never depends on the run seed. `train_subset` and `test_subset` are
+    class-balanced samples (`balanced_order`), never "the first N", because some files are grouped by class.
     """
     g = torch.Generator().manual_seed(SPLIT_SEED)
     n = len(arrays.y_train)
@@ -189,15 +221,18 @@ def make_splits(arrays: DatasetArrays, cfg: DataConfig) -> Splits:
         raise TITNError(f"data.val_size must be in [0, {n}), got {cfg.val_size}")
     perm = torch.randperm(n, generator=g)
     val_idx, train_idx = perm[: cfg.val_size], perm[cfg.val_size :]
-    full = min(len(train_idx), cfg.train_subset or len(train_idx))  # what the run trains on at fraction 1
-    train_idx = train_idx[: max(1, round(len(train_idx) * cfg.train_fraction))][:full]
+    if cfg.train_subset:
+        train_idx = train_idx[balanced_order(arrays.y_train[train_idx], g)][: cfg.train_subset]
+    full = len(train_idx)  # what the run trains on at fraction 1
+    train_idx = train_idx[: max(1, round(full * cfg.train_fraction))]
     distinct = len(train_idx)
     if cfg.repeat_subset:  # same images, as many per epoch as at fraction 1: equal steps per epoch
         train_idx = train_idx.repeat(-(-full // distinct))[:full]
     test_idx = torch.arange(len(arrays.y_test))
     if cfg.test_subset:
-        test_idx = torch.randperm(len(test_idx), generator=g)[: cfg.test_subset]
+        test_idx = balanced_order(arrays.y_test, g)[: cfg.test_subset]
     a = arrays
+    approximate = 0 if a.exact_test is None else int((~a.exact_test[test_idx]).sum())
     return Splits(
         a.x_train[train_idx],
         a.y_train[train_idx],
@@ -209,6 +244,7 @@ def make_splits(arrays: DatasetArrays, cfg: DataConfig) -> Splits:
         a.source,
         a.sha256,
         distinct,
+        approximate,
     )
 
 

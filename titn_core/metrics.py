@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
 from .data import batches, normalize
@@ -27,21 +28,35 @@ def confusion_matrix(preds: Tensor, targets: Tensor, num_classes: int) -> Tensor
     return torch.bincount(idx, minlength=num_classes**2).reshape(num_classes, num_classes)
 
 
+def forward_tta(model: nn.Module, x: Tensor, tta: str = "none") -> Tensor:
+    """Logits with test-time augmentation as airbench scores it: "flip" averages in the mirror image; "flip+shift"
+    also averages the mirrored views shifted one pixel up-left and down-right (reflect padding), at half weight."""
+    if tta == "none":
+        return model(x)
+    mirrored = 0.5 * (model(x) + model(x.flip(-1)))
+    if tta == "flip":
+        return mirrored
+    padded, (h, w) = F.pad(x, (1, 1, 1, 1), mode="reflect"), x.shape[-2:]
+    shifted = [0.5 * (model(v) + model(v.flip(-1))) for v in (padded[..., :h, :w], padded[..., 2:, 2:])]
+    return 0.5 * mirrored + 0.25 * (shifted[0] + shifted[1])
+
+
 @torch.inference_mode()
-def predict(model: nn.Module, x: Tensor, dataset: str, batch_size: int, device, autocast=None) -> Tensor:
+def predict(model: nn.Module, x: Tensor, dataset: str, batch_size: int, device, autocast=None, tta="none") -> Tensor:
     """Logits for every image of a uint8 split, in order (float32 on CPU)."""
     model.eval()
     out = []
     for idx in batches(len(x), batch_size):
         xb = normalize(x[idx].to(device, non_blocking=True), dataset)
         with autocast() if autocast else torch.autocast(device_type=torch.device(device).type, enabled=False):
-            out.append(model(xb).float().cpu())
+            out.append(forward_tta(model, xb, tta).float().cpu())
     return torch.cat(out) if out else torch.empty(0)
 
 
-def count_hits(model: nn.Module, x: Tensor, y: Tensor, dataset: str, batch_size: int, device, autocast=None) -> dict:
+def count_hits(model: nn.Module, x: Tensor, y: Tensor, dataset: str, batch_size: int, device, autocast=None,
+               tta: str = "none") -> dict:  # fmt: skip
     """Top-1 / top-5 hit counts and the image count: sums of these combine exactly across processes."""
-    hits = topk_correct(predict(model, x, dataset, batch_size, device, autocast), y.cpu())
+    hits = topk_correct(predict(model, x, dataset, batch_size, device, autocast, tta), y.cpu())
     return {"top1": hits[1], "top5": hits[5], "n": len(y)}
 
 
