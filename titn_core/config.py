@@ -14,6 +14,7 @@ import typing
 from dataclasses import dataclass, field
 
 from .errors import TITNError
+from .hardware import cpu_precision
 
 DATASETS = {
     # name: (image size, channels, classes)
@@ -236,14 +237,14 @@ def _profile_settings(profile: str, dataset: str, kind: str) -> tuple[str, dict,
         train = dict(epochs=1 if kind == "teacher" else 3, batch_size=64, lr=3e-3, warmup_epochs=0.2)
         return "titn-smoke", data, train
     if profile == "cpu":
-        # bf16 autocast: 2.1x (student) and 1.9x (teacher) faster training on this machine's avx512_bf16 cores, so
-        # 30 CIFAR student epochs take ~1.3 h (book: "how to reproduce"). On a CPU without native bf16 pass
-        # --set train.amp=off (slower, and a different config hash).
+        # precision follows the machine: bf16 autocast where the CPU has it natively (2.1x the student's fp32 speed,
+        # 1.9x the teacher's on avx512_bf16 cores), fp32 where bf16 would be emulated (~12x slower). It is part of
+        # the config, so runs on the two kinds of CPU never share a hash.
         epochs = {"mnist": 12, "cifar10": 30, "cifar100": 30}[dataset]
         if kind == "teacher":
             epochs = {"mnist": 4, "cifar10": 15, "cifar100": 15}[dataset]
         data = dict(aug, label_smoothing=0.1 if cifar else 0.0)
-        train = dict(epochs=epochs, batch_size=128, lr=2e-3, amp="bf16")
+        train = dict(epochs=epochs, batch_size=128, lr=2e-3, amp=cpu_precision())
         return "titn-tiny", data, train
     if profile == "paper":
         data = dict(aug, randaugment=cifar, mixup_alpha=0.8 if cifar else 0.0, cutmix_alpha=1.0 if cifar else 0.0)

@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from . import hardware
 from .errors import TITNError
 
 CHECKPOINT_FORMAT = 1
@@ -107,6 +108,7 @@ def environment() -> dict:
         "cpu_count": os.cpu_count(),
         "torch_threads": torch.get_num_threads(),
         "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
+        "cpu": hardware.describe("cpu"),  # model, cores, AVX2/AVX512/bf16/AMX: a speed is only read on its machine
         "git_commit": _git_commit(),
     }
 

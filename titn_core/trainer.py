@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import math
 import time
+import warnings
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -21,7 +22,7 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from . import distributed, storage
+from . import distributed, hardware, storage
 from .complexity import count_flops, count_params
 from .config import DistillConfig, RunConfig, build_config, kd_label, validate
 from .data import BatchAugment, batches, load_arrays, make_splits, normalize
@@ -65,8 +66,14 @@ def pick_device(requested: str = "auto") -> torch.device:
 
 def autocast_factory(device: torch.device, amp: str):
     """bf16 autocast on CUDA by default; on CPU when asked for ("bf16"): about 2x faster on cores with native bf16
-    (avx512_bf16/AMX, as on this project's machine), but emulated and slow on older CPUs."""
+    (avx512_bf16/AMX, as on this project's machine), but emulated and ~12x slower elsewhere, which gets a warning."""
     enabled = amp == "bf16" or (amp == "auto" and device.type == "cuda")
+    if enabled and device.type == "cpu" and not hardware.native_bf16():
+        warnings.warn(
+            f"bf16 is emulated on this CPU ({hardware.label(hardware.describe())}): training will be about 12x "
+            "slower than fp32; pass --set train.amp=off (the cpu profile does so by itself on such machines)",
+            stacklevel=2,
+        )
     return lambda: torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=enabled)
 
 
@@ -450,6 +457,7 @@ def train(cfg: RunConfig, resume: bool = False, force: bool = False, stop_after:
         "wall_seconds": wall_seconds,
         "train_images_per_s": float(hist["train_images_per_s"].mean()),
         "device": str(device) if device.type == "cpu" else torch.cuda.get_device_name(device),
+        "hardware": hardware.describe(device),
         "amp": cfg.train.amp,
         "world_size": ctx.world_size,
         "environment": env,

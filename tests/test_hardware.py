@@ -1,0 +1,51 @@
+"""Precision chosen by the machine, and the machine named in every record."""
+
+import warnings
+
+import pytest
+import torch
+
+from titn_core import hardware
+from titn_core.config import build_config
+from titn_core.trainer import autocast_factory
+
+
+@pytest.fixture
+def cpu_with(monkeypatch):
+    """Pretend the CPU has exactly these flags (and is not Apple silicon)."""
+
+    def pretend(*flags):
+        monkeypatch.setattr(hardware, "cpu_flags", lambda: frozenset(flags))
+        monkeypatch.setattr(hardware.platform, "system", lambda: "Linux")
+
+    return pretend
+
+
+def test_cpu_profile_trains_bf16_only_where_it_is_native(cpu_with):
+    cpu_with("avx2", "avx512f", "avx512_bf16")
+    native = build_config("cifar10", "cpu")
+    cpu_with("avx2")
+    emulated = build_config("cifar10", "cpu")
+    assert native.train.amp == "bf16" and emulated.train.amp == "off"
+    assert native.hash() != emulated.hash(), "runs on the two kinds of CPU never share a config hash"
+    cpu_with("amx_bf16", "amx_tile")
+    assert build_config("mnist", "cpu").train.amp == "bf16"
+
+
+def test_asking_for_bf16_on_a_cpu_that_emulates_it_warns_with_the_fix(cpu_with):
+    cpu_with("avx2")
+    with pytest.warns(UserWarning, match="emulated on this CPU.*--set train.amp=off"):
+        autocast_factory(torch.device("cpu"), "bf16")
+    cpu_with("avx512_bf16")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # native bf16: any warning fails the test
+        autocast_factory(torch.device("cpu"), "bf16")
+
+
+def test_machine_record_names_model_cores_and_capability(cpu_with):
+    cpu_with("avx2", "avx512f", "avx512_bf16", "sse4_2")
+    record = hardware.describe("cpu")
+    assert record["kind"] == "cpu" and record["cores"] >= 1 and record["name"]
+    assert record["flags"] == ["avx2", "avx512_bf16", "avx512f"] and record["native_bf16"] is True
+    assert hardware.label(record).endswith(f"{record['cores']} cores, avx512_bf16")
+    assert hardware.label({"kind": "cpu", "name": "old", "cores": 2, "flags": ["avx2"]}) == "old, 2 cores, avx2"

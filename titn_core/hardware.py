@@ -1,0 +1,80 @@
+"""What machine a run is on, and whether its CPU computes bf16 natively.
+
+Why it matters: bf16 autocast doubles training speed on CPUs with native bf16 (avx512_bf16 or AMX, as on this
+project's usual machine) and makes it about twelve times *slower* where bf16 is emulated (AVX2-only CPUs). So the
+cpu profile picks its precision from this module, and every result and benchmark record names the machine.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import platform
+from pathlib import Path
+
+import torch
+
+# CPU flags that say which vector units exist, in /proc/cpuinfo's spelling (x86) and the ARM spelling
+CAPABILITY_FLAGS = ("avx2", "avx512f", "avx512_bf16", "amx_bf16", "amx_tile", "bf16", "sve")
+NATIVE_BF16_FLAGS = {"avx512_bf16", "amx_bf16", "bf16"}
+
+
+@functools.cache
+def cpu_flags() -> frozenset[str]:
+    """The CPU's feature flags (empty where /proc/cpuinfo is not readable, e.g. macOS)."""
+    try:
+        text = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return frozenset()
+    for line in text.splitlines():
+        if line.startswith(("flags", "Features")):
+            return frozenset(line.split(":", 1)[1].split())
+    return frozenset()
+
+
+@functools.cache
+def cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def native_bf16() -> bool:
+    """True where the CPU has bf16 arithmetic in hardware (avx512_bf16, AMX or ARM bf16); Apple silicon counts too."""
+    return bool(cpu_flags() & NATIVE_BF16_FLAGS) or (platform.system() == "Darwin" and platform.machine() == "arm64")
+
+
+def cpu_precision() -> str:
+    """The cpu profile's train.amp on this machine: bf16 only where it is native, else fp32 ("off")."""
+    return "bf16" if native_bf16() else "off"
+
+
+def describe(device: torch.device | str = "cpu") -> dict:
+    """The machine as a record: CPU model, cores, capability flags and torch's kernel level, or the GPU."""
+    device = torch.device(device)
+    if device.type == "cuda":
+        props = torch.cuda.get_device_properties(device)
+        return {"kind": "gpu", "name": props.name, "capability": f"{props.major}.{props.minor}",
+                "memory_gb": round(props.total_memory / 2**30, 1), "count": torch.cuda.device_count()}  # fmt: skip
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    return {
+        "kind": "cpu",
+        "name": cpu_model(),
+        "cores": cores,
+        "flags": sorted(cpu_flags() & set(CAPABILITY_FLAGS)),
+        "torch_cpu_capability": torch.backends.cpu.get_cpu_capability(),
+        "native_bf16": native_bf16(),
+    }
+
+
+def label(record: dict) -> str:
+    """One line naming a machine record, for tables: 'AMD EPYC, 2 cores, avx512_bf16' or the GPU's name."""
+    if record.get("kind") == "gpu":
+        return f"{record['name']} (x{record.get('count', 1)})"
+    flags = record.get("flags", [])
+    best = next((f for f in ("amx_bf16", "avx512_bf16", "avx512f", "avx2") if f in flags), "no AVX2")
+    return f"{record.get('name', '?')}, {record.get('cores', '?')} cores, {best}"
