@@ -10,6 +10,7 @@ import json
 
 import pandas as pd
 
+from . import hardware
 from .book import results_dir
 
 
@@ -18,31 +19,43 @@ def benchmarks(kind: str = "throughput") -> list[dict]:
     return [json.loads(p.read_text()) for p in sorted((results_dir() / "benchmarks").glob(f"{kind}-*.json"))]
 
 
+def machine_of(record: dict) -> str:
+    """The machine a record was measured on (older records name only the core count): speeds are compared only
+    between records of one machine."""
+    env = record.get("environment", {})
+    if str(record.get("device", "cpu")) != "cpu":
+        return str(record["device"])
+    return hardware.label(env["cpu"]) if "cpu" in env else f"{env.get('cpu_count', '?')}-core CPU (model not recorded)"
+
+
 def speed_summary() -> pd.DataFrame:
-    """Our TITN against timm's TNT in each benchmarked setting, then each at its fastest setting."""
+    """Per machine: our TITN against timm's TNT in each benchmarked setting, then each at its fastest setting."""
     rows, best = [], {}
     for rec in benchmarks():
+        machine = machine_of(rec)
         setting = ("bf16" if rec["amp_bf16"] else "fp32") + (" + compile" if rec["compile"] else "")
         speeds = {n: rec["models"].get(n, {}).get("train_images_per_s") for n in ("ours TITN", "timm TNT")}
         for name, speed in speeds.items():
-            if speed and speed > best.get(name, (0, ""))[0]:
-                best[name] = (speed, setting)
+            if speed and speed > best.get((machine, name), (0, ""))[0]:
+                best[machine, name] = (speed, setting)
         if all(speeds.values()):
-            rows.append({"setting": setting, "ours TITN img/s": round(speeds["ours TITN"], 1),
+            rows.append({"machine": machine, "setting": setting, "ours TITN img/s": round(speeds["ours TITN"], 1),
                          "timm TNT img/s": round(speeds["timm TNT"], 1),
                          "speed-up": round(speeds["ours TITN"] / speeds["timm TNT"], 2)})  # fmt: skip
-    if len(best) == 2:
-        (ours, ours_at), (timm, timm_at) = best["ours TITN"], best["timm TNT"]
-        rows.append({"setting": f"each at its fastest (ours: {ours_at}; timm: {timm_at})",
-                     "ours TITN img/s": round(ours, 1), "timm TNT img/s": round(timm, 1),
-                     "speed-up": round(ours / timm, 2)})  # fmt: skip
+    for machine in dict.fromkeys(m for m, _ in best):
+        if (machine, "ours TITN") in best and (machine, "timm TNT") in best:
+            (ours, ours_at), (timm, timm_at) = best[machine, "ours TITN"], best[machine, "timm TNT"]
+            rows.append({"machine": machine, "setting": f"each at its fastest (ours: {ours_at}; timm: {timm_at})",
+                         "ours TITN img/s": round(ours, 1), "timm TNT img/s": round(timm, 1),
+                         "speed-up": round(ours / timm, 2)})  # fmt: skip
     return pd.DataFrame(rows)
 
 
 def attention_kernel_table() -> pd.DataFrame:
     """Fused SDPA against explicit attention at the TITN block's shapes, per precision (forward + backward)."""
     rows = [
-        {"precision": r["dtype"], "attention": row["attention"], "(batch, heads, tokens, head dim)": str(row["shape"]),
+        {"machine": machine_of(r), "precision": r["dtype"], "attention": row["attention"],
+         "(batch, heads, tokens, head dim)": str(row["shape"]),
          "SDPA ms": round(row["sdpa_ms"], 1), "explicit ms": round(row["explicit_ms"], 1)}
         for r in benchmarks("attention-kernels") for row in r["rows"]
     ]  # fmt: skip
@@ -65,7 +78,7 @@ def step_profile_table() -> pd.DataFrame:
     for rec in benchmarks("step-profile"):
         for name, m in rec["models"].items():
             total = sum(m["ms_per_step"].values())
-            row = {"precision": precision_of(rec), "model": name,
+            row = {"machine": machine_of(rec), "precision": precision_of(rec), "model": name,
                    "operator ms/step": round(total)}  # fmt: skip
             row.update({kind: f"{100 * m['ms_per_step'][kind] / total:.0f}%" for kind in STEP_KINDS})
             rows.append(row)
@@ -81,7 +94,7 @@ def speedup_headroom(target: float = 1.5) -> pd.DataFrame:
             continue
         matmul, other = ours[MATMUL], sum(ours.values()) - ours[MATMUL]
         allowed = sum(timm.values()) / target - matmul
-        rows.append({"precision": precision_of(rec),
+        rows.append({"machine": machine_of(rec), "precision": precision_of(rec),
                      "ours: matmul ms": round(matmul), "ours: everything else ms": round(other),
                      "timm TNT: total ms": round(sum(timm.values())),
                      f"everything else allowed for {target}x ms": round(allowed),

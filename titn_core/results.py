@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from . import storage
+from . import hardware, storage
 
 COLUMNS = [
     "run_id", "kind", "dataset", "data_variant", "model", "inner", "kd", "teacher", "profile", "seed", "epochs",
@@ -21,8 +21,17 @@ def load(results_dir: str | Path = "results") -> pd.DataFrame:
     for path in sorted(Path(results_dir).glob("*/metrics.json")):
         m = storage.read_json(path)
         if m.get("complete"):
-            rows.append({c: m.get(c) for c in COLUMNS} | {"path": str(path.parent)})
-    return pd.DataFrame(rows, columns=COLUMNS + ["path"])
+            rows.append({c: m.get(c) for c in COLUMNS} | {"machine": machine(m), "path": str(path.parent)})
+    return pd.DataFrame(rows, columns=COLUMNS + ["machine", "path"])
+
+
+def machine(metrics: dict) -> str:
+    """Where a run trained, as one line (runs from before machines were recorded say so)."""
+    record = metrics.get("hardware") or {}
+    if record:
+        return hardware.label(record)
+    cores = metrics.get("environment", {}).get("cpu_count", "?")
+    return f"{cores}-core CPU (model not recorded)" if metrics.get("device") == "cpu" else str(metrics.get("device"))
 
 
 def history(run_dir: str | Path) -> pd.DataFrame:
