@@ -142,6 +142,17 @@ def archived_runs(name: str, dataset: str) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+def teacher_table(index: pd.DataFrame, dataset: str) -> pd.DataFrame:
+    """Every complete teacher run of a dataset: accuracy (plain, and with test-time augmentation where scored),
+    schedule, hours and machine."""
+    rows = index[(index["dataset"] == dataset) & (index["kind"] == "teacher")] if not index.empty else index
+    return pd.DataFrame(
+        [{"teacher": r.model, "profile": r.profile, "data": r.data_variant, "epochs": int(r.epochs),
+          "test top-1": r.test_top1, "with TTA": r.test_top1_tta if pd.notna(r.test_top1_tta) else "-",
+          "wall h": round(r.wall_seconds / 3600, 2), "machine": r.machine} for r in rows.itertuples()]
+    )  # fmt: skip
+
+
 def data_provenance(datasets=tuple(DATASET_TITLES)) -> pd.DataFrame:
     """What data each dataset's runs see on this machine: its label, file checksum, and how many images are only
     approximations of the originals (from the file's own masks), with the most they can move a test top-1."""
@@ -667,6 +678,9 @@ def dataset_chapter(dataset: str) -> None:
     if profile is None:
         display(Markdown(f"**No distilled TITN run on {DATASET_TITLES[dataset]} yet.** Run:\n\n"
                          f"```\n{run_command(dataset, 'cpu', STUDENT)}\n```"))  # fmt: skip
+        if not (teachers := teacher_table(index, dataset)).empty:
+            display(Markdown("Teachers trained so far (the distilled runs will learn from the cpu profile's):"))
+            display(teachers.style.hide(axis="index").format(precision=2))
         return
     runs = runs[runs["dataset"] == dataset]
     variant = runs["data_variant"].iloc[0]

@@ -13,7 +13,7 @@ from __future__ import annotations
 import math
 import time
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -25,7 +25,7 @@ from tqdm.auto import tqdm
 from . import distributed, hardware, storage
 from .complexity import count_flops, count_params
 from .config import DistillConfig, RunConfig, build_config, kd_label, validate
-from .data import BatchAugment, batches, load_arrays, make_splits, normalize
+from .data import BatchAugment, Splits, batches, load_arrays, make_splits, normalize
 from .distill import DistillationLoss, StudentOutput, TeacherOutput, teacher_forward
 from .errors import TITNError
 from .lookahead import Lookahead
@@ -239,28 +239,57 @@ def _nan_message(loss: torch.Tensor, epoch: int, step: int, last_path: Path, sta
     )
 
 
-def _save_epoch(cfg: RunConfig, run_id: str, run_dir: Path, ckpt_dir: Path, progress: dict, model, criterion,
-                optimizer, scheduler) -> None:  # fmt: skip
+def _save_epoch(run: Run) -> None:
     """After each epoch: best.pt if validation improved, last.pt to resume from, and history.csv."""
-    history = progress["history"]
+    cfg, history = run.cfg, run.progress["history"]
     best_before = max((h["val_top1"] for h in history[:-1]), default=-1.0)
     latest = history[-1]
     if latest["val_top1"] > best_before or len(history) == 1:
-        best_state = {"model": model.state_dict(), "config": cfg.to_dict(), "run_id": run_id, "epoch": latest["epoch"]}
-        best_state["metrics"] = {k: latest[k] for k in ("val_top1", "test_top1", "test_top5")}
-        storage.save_checkpoint(ckpt_dir / "best.pt", best_state)
-    last_state = {
-        "model": model.state_dict(),
-        "criterion": criterion.state_dict(),
-        "optimizer": optimizer.state_dict(),
-        "scheduler": scheduler.state_dict(),
-        **progress,
-        "config": cfg.to_dict(),
-        "config_hash": cfg.hash(),
-        "run_id": run_id,
-    }
-    storage.save_checkpoint(ckpt_dir / "last.pt", last_state)
-    storage.atomic_write_text(run_dir / "history.csv", pd.DataFrame(history).to_csv(index=False))
+        best_state = {"model": run.model.state_dict(), "config": cfg.to_dict(), "run_id": run.run_id,
+                      "epoch": latest["epoch"], "metrics": {k: latest[k] for k in ("val_top1", "test_top1",
+                                                                                    "test_top5")}}  # fmt: skip
+        storage.save_checkpoint(run.ckpt_dir / "best.pt", best_state)
+    last_state = {name: getattr(run, name).state_dict() for name in ("model", "criterion", "optimizer", "scheduler")}
+    if run.lookahead is not None:
+        last_state["lookahead"] = run.lookahead.state_dict()
+    last_state |= {**run.progress, "config": cfg.to_dict(), "config_hash": cfg.hash(), "run_id": run.run_id}
+    storage.save_checkpoint(run.last_path, last_state)
+    storage.atomic_write_text(run.run_dir / "history.csv", pd.DataFrame(history).to_csv(index=False))
+
+
+@dataclass
+class Run:
+    """What the epoch loop needs, built once by `set_up`: the data, the model and its teacher, the loss, the
+    optimiser and its schedule, and the progress so far (restored from `last.pt` when resuming)."""
+
+    cfg: RunConfig
+    ctx: distributed.Context
+    device: torch.device
+    run_id: str
+    run_dir: Path
+    ckpt_dir: Path
+    splits: Splits
+    model: nn.Module
+    teacher: nn.Module | None
+    teacher_info: dict
+    criterion: DistillationLoss
+    step_module: nn.Module
+    named: list
+    optimizer: torch.optim.Optimizer
+    scheduler: torch.optim.lr_scheduler.LambdaLR
+    augment: BatchAugment
+    autocast: object
+    lookahead: Lookahead | None
+    steps_per_epoch: int
+    progress: dict = field(default_factory=lambda: {"epoch": 0, "history": [], "train_seconds": 0.0,
+                                                    "wall_seconds": 0.0})  # fmt: skip
+
+    @property
+    def last_path(self) -> Path:
+        return self.ckpt_dir / "last.pt"
+
+    def accuracy(self, x, y, tta: str = "none") -> dict:
+        return _accuracy(self.model, x, y, self.cfg, self.device, self.autocast, self.ctx, tta)
 
 
 def train(cfg: RunConfig, resume: bool = False, force: bool = False, stop_after: int | None = None) -> RunResult:
@@ -278,166 +307,202 @@ def train(cfg: RunConfig, resume: bool = False, force: bool = False, stop_after:
         if cfg.kind == "teacher":
             _publish_teacher_weights(ckpt_dir, run_dir)  # a teacher finished before its weights were kept
         return cached
-    last_path = ckpt_dir / "last.pt"
-    if last_path.exists() and not (resume or force):
-        raise TITNError(f"run {run_id} already has a checkpoint ({last_path}); pass --resume to continue it or --force")
+    if (ckpt_dir / "last.pt").exists() and not (resume or force):
+        raise TITNError(f"run {run_id} already has a checkpoint ({ckpt_dir / 'last.pt'}); pass --resume to continue "
+                        "it or --force")  # fmt: skip
     if ctx.is_main:  # fail now, not after the first hour of training
         storage.check_writable(cfg.results_dir, "--results-dir")
         storage.check_writable(cfg.checkpoint_dir, "--checkpoint-dir")
 
-    arrays = load_arrays(cfg.data.dataset, cfg.data.data_dir)
-    splits = make_splits(arrays, cfg.data)
+    run = set_up(cfg, ctx, device, run_id, run_dir, ckpt_dir)
+    if resume and run.last_path.exists() and not force:
+        restore(run)
+    if ctx.is_main:
+        storage.atomic_write_json(run_dir / "config.json", {"config_hash": cfg.hash(), "run_id": run_id,
+                                                            **cfg.to_dict()})  # fmt: skip
+    size = {"params": count_params(run.model), "flops": count_flops(run.model, cfg.image_shape)}
+    if cfg.compile:
+        run.model.compile()  # in place: parameter names and checkpoints stay those of the eager model
+    env = storage.environment()  # captured now: it names the code that starts (or resumes) the run
+    start_epoch = run.progress["epoch"]
+    for epoch in range(start_epoch, cfg.train.epochs):
+        run_epoch(run, epoch)
+        if stop_after is not None and epoch + 1 - start_epoch >= stop_after and epoch + 1 < cfg.train.epochs:
+            ctx.barrier()
+            return RunResult(run_id, run_dir, ckpt_dir, cfg, {"complete": False}, pd.DataFrame(run.progress["history"]))
+    return finish(run, size, env)
+
+
+def set_up(cfg: RunConfig, ctx, device, run_id: str, run_dir: Path, ckpt_dir: Path) -> Run:
+    """Data, model (seeded), teacher, loss, optimiser and schedule: everything before the first step."""
+    splits = make_splits(load_arrays(cfg.data.dataset, cfg.data.data_dir), cfg.data)
     torch.manual_seed(cfg.train.seed)
     model = build_model(cfg).to(device)
     if hasattr(model, "init_from_data"):  # data-dependent initialisation (fastcnn's whitening layer)
         model.init_from_data(normalize(splits.x_train[:5000].to(device), cfg.data.dataset))
-    teacher, teacher_info = None, {}
     d = cfg.distill
-    if cfg.kind == "student" and d.teacher is not None:
-        teacher, teacher_info = load_teacher(cfg, device)
-    student_dim = cfg.model.outer_dim
+    teacher, teacher_info = load_teacher(cfg, device) if cfg.kind == "student" and d.teacher else (None, {})
     teacher_dim = teacher.stage_channels.get(d.teacher_layer) if teacher is not None else None
     if teacher is not None and d.feature_weight > 0 and teacher_dim is None:
         raise TITNError(f"teacher {d.teacher} has no stage {d.teacher_layer!r}; use one of {teacher.stage_names}")
     distill_cfg = d if cfg.kind == "student" else DistillConfig()
-    grid = getattr(model, "grid", 1)
-    criterion = DistillationLoss(distill_cfg, student_dim, teacher_dim, grid, cfg.data.label_smoothing).to(device)
-    feature_layer = d.teacher_layer if criterion.projector is not None else None
-    step_module = ctx.wrap(TrainStep(model, criterion, d), device)
-
+    grid, smoothing = getattr(model, "grid", 1), cfg.data.label_smoothing
+    criterion = DistillationLoss(distill_cfg, cfg.model.outer_dim, teacher_dim, grid, smoothing).to(device)
     named = list(model.named_parameters()) + [("distill." + n, p) for n, p in criterion.named_parameters()]
     optimizer = make_optimizer(named, cfg)
     steps_per_epoch = max(1, len(splits.y_train) // cfg.train.batch_size)
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_lambda(cfg, steps_per_epoch))
-    augment = BatchAugment(cfg.data, cfg.num_classes)
-    autocast = autocast_factory(device, cfg.train.amp)
     every = cfg.train.lookahead_every
-    lookahead = Lookahead(model, every, cfg.train.epochs * steps_per_epoch) if every else None
+    return Run(
+        cfg, ctx, device, run_id, run_dir, ckpt_dir, splits, model, teacher, teacher_info, criterion,
+        ctx.wrap(TrainStep(model, criterion, d), device), named, optimizer,
+        torch.optim.lr_scheduler.LambdaLR(optimizer, lr_lambda(cfg, steps_per_epoch)),
+        BatchAugment(cfg.data, cfg.num_classes), autocast_factory(device, cfg.train.amp),
+        Lookahead(model, every, cfg.train.epochs * steps_per_epoch) if every else None, steps_per_epoch,
+    )  # fmt: skip
 
-    start_epoch, history, train_seconds, wall_seconds = 0, [], 0.0, 0.0
-    if resume and last_path.exists() and not force:
-        state = storage.load_checkpoint(last_path)
-        if state.get("config_hash") != cfg.hash():
-            raise TITNError(
-                f"{last_path} belongs to a different config (hash {state.get('config_hash', '?')[:8]} vs "
-                f"{cfg.hash()[:8]}); use another --run-id or --force to start over"
-            )
-        model.load_state_dict(state["model"])
-        criterion.load_state_dict(state["criterion"])
-        optimizer.load_state_dict(state["optimizer"])
-        scheduler.load_state_dict(state["scheduler"])
-        start_epoch, history = state["epoch"], state["history"]
-        if lookahead is not None:
-            lookahead.load_state_dict(state["lookahead"])
-        train_seconds, wall_seconds = state["train_seconds"], state["wall_seconds"]
-        if ctx.is_main:
-            print(f"[{run_id}] resuming after epoch {start_epoch} from {last_path}", flush=True)
 
-    if ctx.is_main:
-        config_record = {"config_hash": cfg.hash(), "run_id": run_id, **cfg.to_dict()}
-        storage.atomic_write_json(run_dir / "config.json", config_record)
-    params = count_params(model)
-    flops = count_flops(model, cfg.image_shape)
-    if cfg.compile:
-        model.compile()  # in place: parameter names and checkpoints stay those of the eager model
-    env = storage.environment()  # captured now: it names the code that starts (or resumes) the run
-    n_train = len(splits.y_train)
-    for epoch in range(start_epoch, cfg.train.epochs):
-        t_wall = time.perf_counter()
-        torch.manual_seed(_epoch_seed(cfg.train.seed, epoch))
-        gen = torch.Generator().manual_seed(_epoch_seed(cfg.train.seed, epoch) + 1)
-        step_module.train()
-        if hasattr(model, "start_epoch"):  # per-epoch schedules inside the model (fastcnn freezes its whitening bias)
-            model.start_epoch(epoch)
-        sums: dict[str, float] = {"loss": 0.0, "correct": 0, "seen": 0}
-        t_train = time.perf_counter()
-        bar = tqdm(
-            batches(n_train, cfg.train.batch_size, gen, drop_last=True),
-            total=steps_per_epoch,
-            desc=f"{run_id} epoch {epoch + 1}/{cfg.train.epochs}",
-            disable=None if cfg.progress and ctx.is_main else True,
-            leave=False,
+def restore(run: Run) -> None:
+    """Continue from `last.pt`: weights, optimiser, schedule, lookahead and progress, as they were saved."""
+    state = storage.load_checkpoint(run.last_path)
+    if state.get("config_hash") != run.cfg.hash():
+        raise TITNError(
+            f"{run.last_path} belongs to a different config (hash {state.get('config_hash', '?')[:8]} vs "
+            f"{run.cfg.hash()[:8]}); use another --run-id or --force to start over"
         )
-        for step, idx in enumerate(bar):
-            x, y = augment(splits.x_train[idx].to(device), splits.y_train[idx].to(device), gen)
-            x, y = ctx.shard(x), ctx.shard(y)  # the same global batch everywhere; each process takes its slice
-            with autocast():
-                t_out = teacher_forward(teacher, x, feature_layer) if teacher is not None else None
-                loss, terms, cls_logits = step_module(x, y, t_out)
-            if not ctx.all_finite(loss):
-                raise TITNError(_nan_message(loss, epoch, step, last_path, start_epoch))
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            if cfg.train.grad_clip > 0:
-                nn.utils.clip_grad_norm_([p for _, p in named], cfg.train.grad_clip)
-            optimizer.step()
-            scheduler.step()
-            if lookahead is not None:
-                lookahead.after_step(model, scheduler.last_epoch)
-            hard = y if y.ndim == 1 else y.argmax(dim=1)
-            sums["loss"] += loss.item() * len(y)
-            sums["correct"] += int((cls_logits.argmax(dim=1) == hard).sum())
-            sums["seen"] += len(y)
-            for k, v in terms.items():
-                sums[f"term_{k}"] = sums.get(f"term_{k}", 0.0) + v.item() * len(y)
-            bar.set_postfix(loss=f"{sums['loss'] / sums['seen']:.3f}")
-        epoch_train_s = time.perf_counter() - t_train
-        train_seconds += epoch_train_s
-        sums = ctx.sum(sums)
-        seen = max(sums["seen"], 1)
-        if lookahead is not None and epoch + 1 == cfg.train.epochs:
-            lookahead.finish(model)
+    for name in ("model", "criterion", "optimizer", "scheduler"):
+        getattr(run, name).load_state_dict(state[name])
+    if run.lookahead is not None:
+        run.lookahead.load_state_dict(state["lookahead"])
+    run.progress = {k: state[k] for k in ("epoch", "history", "train_seconds", "wall_seconds")}
+    if run.ctx.is_main:
+        print(f"[{run.run_id}] resuming after epoch {run.progress['epoch']} from {run.last_path}", flush=True)
 
-        val = _accuracy(model, splits.x_val, splits.y_val, cfg, device, autocast, ctx)
-        test = _accuracy(model, splits.x_test, splits.y_test, cfg, device, autocast, ctx)
-        wall_seconds += time.perf_counter() - t_wall
-        row = {
-            "epoch": epoch + 1,
-            "lr": optimizer.param_groups[0]["lr"],
-            "train_loss": sums["loss"] / seen,
-            "train_top1": 100.0 * sums["correct"] / seen,
-            **{f"train_{k[5:]}": v / seen for k, v in sorted(sums.items()) if k.startswith("term_")},
-            "val_top1": val["top1"],
-            "val_top5": val["top5"],
-            "test_top1": test["top1"],
-            "test_top5": test["top5"],
-            "epoch_train_seconds": epoch_train_s,
-            "train_images_per_s": sums["seen"] / epoch_train_s,
-            "wall_seconds": wall_seconds,
-        }
-        history.append(row)
-        if ctx.is_main:
-            print(
-                f"[{run_id}] epoch {epoch + 1}/{cfg.train.epochs} loss {row['train_loss']:.4f} "
-                f"val {val['top1']:.2f} test {test['top1']:.2f}/{test['top5']:.2f} "
-                f"({row['train_images_per_s']:.0f} img/s)",
-                flush=True,
-            )
-            progress = {"epoch": epoch + 1, "history": history, "train_seconds": train_seconds}
-            progress["wall_seconds"] = wall_seconds
-            if lookahead is not None:
-                progress["lookahead"] = lookahead.state_dict()
-            _save_epoch(cfg, run_id, run_dir, ckpt_dir, progress, model, criterion, optimizer, scheduler)
-        if stop_after is not None and epoch + 1 - start_epoch >= stop_after and epoch + 1 < cfg.train.epochs:
-            ctx.barrier()
-            return RunResult(run_id, run_dir, ckpt_dir, cfg, {"complete": False}, pd.DataFrame(history))
 
-    hist = pd.DataFrame(history)
-    best = hist.loc[hist["val_top1"].idxmax()]
-    last = hist.iloc[-1]
-    metrics = {
-        "run_id": run_id,
+def run_epoch(run: Run, epoch: int) -> None:
+    """One epoch: train, evaluate on the validation and test splits, record it and checkpoint."""
+    t_wall = time.perf_counter()
+    sums, seconds = train_epoch(run, epoch)
+    if run.lookahead is not None and epoch + 1 == run.cfg.train.epochs:
+        run.lookahead.finish(run.model)
+    val = run.accuracy(run.splits.x_val, run.splits.y_val)
+    test = run.accuracy(run.splits.x_test, run.splits.y_test)
+    progress = run.progress
+    progress["train_seconds"] += seconds
+    progress["wall_seconds"] += time.perf_counter() - t_wall
+    seen = max(sums["seen"], 1)
+    row = {
+        "epoch": epoch + 1,
+        "lr": run.optimizer.param_groups[0]["lr"],
+        "train_loss": sums["loss"] / seen,
+        "train_top1": 100.0 * sums["correct"] / seen,
+        **{f"train_{k[5:]}": v / seen for k, v in sorted(sums.items()) if k.startswith("term_")},
+        "val_top1": val["top1"],
+        "val_top5": val["top5"],
+        "test_top1": test["top1"],
+        "test_top5": test["top5"],
+        "epoch_train_seconds": seconds,
+        "train_images_per_s": sums["seen"] / seconds,
+        "wall_seconds": progress["wall_seconds"],
+    }
+    progress["history"].append(row)
+    progress["epoch"] = epoch + 1
+    if run.ctx.is_main:
+        print(f"[{run.run_id}] epoch {epoch + 1}/{run.cfg.train.epochs} loss {row['train_loss']:.4f} "
+              f"val {val['top1']:.2f} test {test['top1']:.2f}/{test['top5']:.2f} "
+              f"({row['train_images_per_s']:.0f} img/s)", flush=True)  # fmt: skip
+        _save_epoch(run)
+
+
+def train_epoch(run: Run, epoch: int) -> tuple[dict, float]:
+    """The optimiser steps of one epoch, re-seeded from (seed, epoch) so a resumed run repeats them exactly.
+    Returns the loss/accuracy sums over all processes and the seconds spent."""
+    cfg, ctx = run.cfg, run.ctx
+    torch.manual_seed(_epoch_seed(cfg.train.seed, epoch))
+    gen = torch.Generator().manual_seed(_epoch_seed(cfg.train.seed, epoch) + 1)
+    run.step_module.train()
+    if hasattr(run.model, "start_epoch"):  # per-epoch schedules inside the model (fastcnn freezes its whitening bias)
+        run.model.start_epoch(epoch)
+    feature_layer = cfg.distill.teacher_layer if run.criterion.projector is not None else None
+    sums: dict[str, float] = {"loss": 0.0, "correct": 0, "seen": 0}
+    t_train = time.perf_counter()
+    bar = tqdm(
+        batches(len(run.splits.y_train), cfg.train.batch_size, gen, drop_last=True),
+        total=run.steps_per_epoch,
+        desc=f"{run.run_id} epoch {epoch + 1}/{cfg.train.epochs}",
+        disable=None if cfg.progress and ctx.is_main else True,
+        leave=False,
+    )
+    for step, idx in enumerate(bar):
+        x, y = run.augment(run.splits.x_train[idx].to(run.device), run.splits.y_train[idx].to(run.device), gen)
+        x, y = ctx.shard(x), ctx.shard(y)  # the same global batch everywhere; each process takes its slice
+        with run.autocast():
+            t_out = teacher_forward(run.teacher, x, feature_layer) if run.teacher is not None else None
+            loss, terms, cls_logits = run.step_module(x, y, t_out)
+        if not ctx.all_finite(loss):
+            raise TITNError(_nan_message(loss, epoch, step, run.last_path, run.progress["epoch"]))
+        optimizer_step(run, loss)
+        hard = y if y.ndim == 1 else y.argmax(dim=1)
+        sums["loss"] += loss.item() * len(y)
+        sums["correct"] += int((cls_logits.argmax(dim=1) == hard).sum())
+        sums["seen"] += len(y)
+        for k, v in terms.items():
+            sums[f"term_{k}"] = sums.get(f"term_{k}", 0.0) + v.item() * len(y)
+        bar.set_postfix(loss=f"{sums['loss'] / sums['seen']:.3f}")
+    return ctx.sum(sums), time.perf_counter() - t_train
+
+
+def optimizer_step(run: Run, loss: torch.Tensor) -> None:
+    """Backward, clip, step, schedule, and the lookahead pull every few steps."""
+    run.optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    if run.cfg.train.grad_clip > 0:
+        nn.utils.clip_grad_norm_([p for _, p in run.named], run.cfg.train.grad_clip)
+    run.optimizer.step()
+    run.scheduler.step()
+    if run.lookahead is not None:
+        run.lookahead.after_step(run.model, run.scheduler.last_epoch)
+
+
+def finish(run: Run, size: dict, env: dict) -> RunResult:
+    """The final metrics (last epoch and validation-selected best), test predictions, a teacher's published
+    weights, and metrics.json last: its presence is what marks a run complete."""
+    cfg, ctx = run.cfg, run.ctx
+    hist = pd.DataFrame(run.progress["history"])
+    metrics = final_metrics(run, hist, size, env)
+    if cfg.train.tta != "none":  # scored once, on the final model, and reported beside the plain number
+        tta = run.accuracy(run.splits.x_test, run.splits.y_test, cfg.train.tta)
+        metrics |= {"tta": cfg.train.tta, "test_top1_tta": tta["top1"], "test_top5_tta": tta["top5"]}
+    if ctx.is_main:
+        # the final model's test predictions, so confusion matrices and prediction grids need no checkpoint
+        logits = predict(run.model, run.splits.x_test, cfg.data.dataset, cfg.train.eval_batch_size, run.device,
+                         run.autocast)  # fmt: skip
+        storage.atomic_write_npz(run.run_dir / PREDICTIONS_FILE, top5=top_classes(logits).numpy())
+        if cfg.kind == "teacher":
+            (run.run_dir / TEACHER_WEIGHTS).unlink(missing_ok=True)  # a retrained teacher replaces the old weights
+            _publish_teacher_weights(run.ckpt_dir, run.run_dir)
+        storage.atomic_write_json(run.run_dir / "metrics.json", metrics)  # written last: its presence means complete
+    ctx.barrier()
+    return RunResult(run.run_id, run.run_dir, run.ckpt_dir, cfg, metrics, hist)
+
+
+def final_metrics(run: Run, hist: pd.DataFrame, size: dict, env: dict) -> dict:
+    """metrics.json: what the run was, its final and best-on-validation accuracy, its cost and its machine."""
+    cfg, splits, device = run.cfg, run.splits, run.device
+    student = cfg.kind == "student"
+    best, last = hist.loc[hist["val_top1"].idxmax()], hist.iloc[-1]
+    return {
+        "run_id": run.run_id,
         "config_hash": cfg.hash(),
         "complete": True,
         "kind": cfg.kind,
         "dataset": cfg.data.dataset,
         "data_variant": splits.variant,
         "data_sha256": splits.sha256,
-        "model": cfg.distill.teacher if cfg.kind == "teacher" else cfg.model.preset,
-        "inner": cfg.model.inner if cfg.kind == "student" else None,
-        "kd": kd_label(cfg.distill) if cfg.kind == "student" else None,
-        "teacher": cfg.distill.teacher if cfg.kind == "student" else None,
-        **teacher_info,
+        "model": cfg.model.preset if student else cfg.distill.teacher,
+        "inner": cfg.model.inner if student else None,
+        "kd": kd_label(cfg.distill) if student else None,
+        "teacher": cfg.distill.teacher if student else None,
+        **run.teacher_info,
         "profile": cfg.profile,
         "seed": cfg.train.seed,
         "epochs": cfg.train.epochs,
@@ -451,31 +516,17 @@ def train(cfg: RunConfig, resume: bool = False, force: bool = False, stop_after:
         "best_val_top1": float(best["val_top1"]),
         "best_test_top1": float(best["test_top1"]),
         "best_test_top5": float(best["test_top5"]),
-        "params": params,
-        "flops": flops,
-        "train_seconds": train_seconds,
-        "wall_seconds": wall_seconds,
+        **size,
+        "train_seconds": run.progress["train_seconds"],
+        "wall_seconds": run.progress["wall_seconds"],
         "train_images_per_s": float(hist["train_images_per_s"].mean()),
         "device": str(device) if device.type == "cpu" else torch.cuda.get_device_name(device),
         "hardware": hardware.describe(device),
         "amp": cfg.train.amp,
-        "world_size": ctx.world_size,
+        "world_size": run.ctx.world_size,
         "environment": env,
         "finished_at": datetime.now(UTC).isoformat(timespec="seconds"),
     }
-    if cfg.train.tta != "none":  # scored once, on the final model, and reported beside the plain number
-        tta = _accuracy(model, splits.x_test, splits.y_test, cfg, device, autocast, ctx, cfg.train.tta)
-        metrics |= {"tta": cfg.train.tta, "test_top1_tta": tta["top1"], "test_top5_tta": tta["top5"]}
-    if ctx.is_main:
-        # the final model's test predictions, so confusion matrices and prediction grids need no checkpoint
-        logits = predict(model, splits.x_test, cfg.data.dataset, cfg.train.eval_batch_size, device, autocast)
-        storage.atomic_write_npz(run_dir / PREDICTIONS_FILE, top5=top_classes(logits).numpy())
-        if cfg.kind == "teacher":
-            (run_dir / TEACHER_WEIGHTS).unlink(missing_ok=True)  # a retrained teacher replaces the old weights
-            _publish_teacher_weights(ckpt_dir, run_dir)
-        storage.atomic_write_json(run_dir / "metrics.json", metrics)  # written last: its presence means complete
-    ctx.barrier()
-    return RunResult(run_id, run_dir, ckpt_dir, cfg, metrics, hist)
 
 
 def evaluate_checkpoint(path: str | Path, data_dir: str | None = None, device: str = "auto") -> dict:
