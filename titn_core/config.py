@@ -265,7 +265,7 @@ FASTCNN_RECIPE = {
                   schedule="linear", min_lr_ratio=0.07, norm_bias_lr_scale=64.0, grad_clip=0.0, lookahead_every=5,
                   tta="flip+shift", eval_batch_size=1000),
 }  # fmt: skip
-FASTCNN_EPOCHS = {"cpu": {"mnist": 8, "cifar10": 20, "cifar100": 20}, "smoke": 1, "paper": 40}
+FASTCNN_EPOCHS = {"cpu": {"mnist": 8, "cifar10": 16, "cifar100": 16}, "smoke": 1, "paper": 40}
 
 
 def _apply_teacher_recipe(cfg: RunConfig) -> None:
