@@ -10,7 +10,7 @@ PLAN ?= plans/cpu.yaml
 DATA_DIR ?= $(HOME)/.cache/titn/data
 SHARED_DATA := ../shared/data
 
-.PHONY: book reproduce bench test lint format env data clean-env
+.PHONY: book lab reproduce bench test lint format env data clean-env
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
@@ -30,6 +30,13 @@ data: $(STAMP)
 # --all: every page re-reads results/ (Sphinx would otherwise skip pages whose .md did not change, leaving old tables).
 book: $(STAMP)
 	$(VENV)/bin/jupyter-book build . --all -W -n --keep-going
+
+# JupyterLab on the project, the "TITN Book (.venv)" kernel preselected. A notebook's kernel moves to the repository
+# root (titn_core.notebook), so results/, checkpoints/ and the data ($$TITN_DATA_DIR, ...) are found as by the CLI.
+# LAB_FLAGS adds jupyter-lab options, e.g. LAB_FLAGS="--no-browser --port 8890".
+lab: $(STAMP)
+	$(VENV)/bin/jupyter lab --MappingKernelManager.default_kernel_name=titn-book --LabApp.default_url=/lab/tree/notebooks \
+		$(LAB_FLAGS)
 
 # Every run the book shows (cached by config hash: only missing or interrupted runs train).
 reproduce: $(STAMP)

@@ -9,8 +9,10 @@ import sys
 from pathlib import Path
 from urllib.parse import unquote, urlparse
 
+import nbformat
 import pandas as pd
 import pytest
+from browser import chromium, screenshot_dir
 
 from titn_core import book, results
 from titn_core.ablations import CONTRASTS, FAMILIES
@@ -18,11 +20,6 @@ from titn_core.book import STUDENT
 from titn_core.experiments import load_plan
 
 ROOT = Path(__file__).resolve().parents[1]
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
-CHROMIUM_ARGS = [
-    "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
-    "--disable-component-update", "--disable-sync",
-]  # fmt: skip
 
 
 @pytest.fixture(scope="module")
@@ -365,12 +362,24 @@ def test_every_internal_link_and_image_resolves(built_book):
     assert redirect and (built_book / redirect.group(1)).exists(), "index.html must lead to the overview"
 
 
+def _offers_the_chapter_as_a_notebook(page, html: Path) -> None:
+    """The page's download menu (Jupyter Book's download button) offers the chapter as a valid .ipynb, executed
+    (with outputs) when the page shows outputs."""
+    page.click("button[aria-label='Download this page']")
+    link = page.locator("a.btn-download-notebook-button")
+    assert link.is_visible(), f"{html.name}: no .ipynb in the download menu (titn_core.ipynb_download in _config.yml)"
+    notebook = Path(unquote(urlparse(link.evaluate("a => a.href")).path))
+    assert notebook.name == f"{html.stem}.ipynb", f"{html.name}: the menu offers {notebook.name}"
+    nb = nbformat.read(notebook, as_version=4)
+    nbformat.validate(nb)
+    if page.locator(".cell_output").count():
+        assert any(cell.get("outputs") for cell in nb.cells), f"{notebook.name} lacks the outputs the page shows"
+    page.keyboard.press("Escape")
+
+
 def test_chromium_renders_pages_without_broken_images_empty_tables_or_errors(built_book, tmp_path):
-    sync_api = pytest.importorskip("playwright.sync_api", reason="pip install -e .[dev]")
-    assert Path(CHROMIUM).exists(), "Debian chromium is missing: apt-get install chromium (done by .ci/run)"
-    shots = Path(os.environ.get("TITN_SCREENSHOT_DIR") or tmp_path)
-    with sync_api.sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+    shots = screenshot_dir(tmp_path)
+    with chromium() as browser:
         page = browser.new_page(viewport={"width": 1280, "height": 900})
         for html in _pages(built_book):
             page.goto(html.as_uri())
@@ -386,9 +395,9 @@ def test_chromium_renders_pages_without_broken_images_empty_tables_or_errors(bui
             errors = page.locator(".output.traceback, .output.error, .cell_output .ansi-red-fg").count()
             assert errors == 0, f"{html.name}: {errors} error output(s)"
             assert "Traceback (most recent call last)" not in page.inner_text("main")
+            _offers_the_chapter_as_a_notebook(page, html)
             if html.stem in ("intro", "mnist"):
                 page.screenshot(path=str(shots / f"{html.stem}.png"), full_page=True)
-        browser.close()
     assert (shots / "intro.png").stat().st_size > 10_000 and (shots / "mnist.png").stat().st_size > 10_000
 
 

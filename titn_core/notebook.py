@@ -5,6 +5,7 @@ Notebooks hold presentation only; what they compute lives here so it is tested a
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import numpy as np
@@ -26,8 +27,9 @@ def check_parameters(namespace: dict, names_before_parameters: set[str]) -> dict
     `names_before_parameters` is the notebook's namespace just before that cell (taken there, not inside it, so
     papermill's `--help-notebook` lists only real parameters). Unknown names (injected but never declared) and wrong
     types fail with one line naming the parameter, the expected type and, where known, the accepted values.
-    Returns the parameters as a dict.
+    Returns the parameters as a dict. A kernel Jupyter started in notebooks/ first moves to the repository root.
     """
+    work_from_repository_root()
     declared = dict(namespace.get("__annotations__", {}))
     new = set(namespace) - names_before_parameters - set(declared)
     unknown = sorted(n for n in new if not n.startswith("_") and not callable(namespace[n]) and n != "params")
@@ -47,6 +49,16 @@ def check_parameters(namespace: dict, names_before_parameters: set[str]) -> dict
             )
         values[name] = value
     return values
+
+
+def work_from_repository_root() -> None:
+    """Jupyter(Lab) starts a kernel in the notebook's folder, but the parameters' relative folders (`results`,
+    `checkpoints`) mean the repository root, where the CLI and papermill run: a kernel in a checkout's notebooks/
+    moves up to that checkout, so a notebook run from JupyterLab finds and writes the same results/."""
+    here = Path.cwd()
+    if here.name == "notebooks" and (here.parent / "titn_core").is_dir():
+        os.chdir(here.parent)
+        print(f"working folder: {here.parent} (the repository root, as for the CLI)")
 
 
 def _example(t: type) -> str:
