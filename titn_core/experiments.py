@@ -7,6 +7,11 @@ executes its notebook through papermill's Python API and saves the executed copy
 A job whose `<notebook>.job.json` says complete with the same key (notebook + parameters) is skipped; an
 interrupted job re-executes and its training resumes from the checkpoint; a failed job is reported at the end
 with its error and the executed notebook's path while the other jobs go on.
+
+Jobs run one after another in this process, or `--jobs N` at once in worker processes (GPUs handed out per job, or
+the CPU cores split), or `--executor slurm` as SLURM jobs through submitit. Whichever way, a job waits for the jobs
+it needs (`jobgraph`), holds a lock while it runs (`joblock`) so two runners never run it twice, and writes its
+results and executed notebook to the same place.
 """
 
 from __future__ import annotations
@@ -17,15 +22,13 @@ import itertools
 import json
 import sys
 import time
-import traceback
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import yaml
-from tqdm.auto import tqdm
 
-from . import storage
-from .ablations import check_family
+from . import plan_cost, storage
+from .ablations import check_family, family_configs
 from .config import RunConfig, build_config
 from .errors import TITNError
 
@@ -62,18 +65,35 @@ def teacher_run_config(
     return locate(cfg, data_dir, results_dir, checkpoint_dir)
 
 
+def ablation_configs(
+    family="distillation", dataset="mnist", profile="smoke", seeds=(0,), epochs=0, data_dir="", results_dir="results",
+    checkpoint_dir="checkpoints", **_,
+) -> list[RunConfig]:  # fmt: skip
+    """The runs `ablation.ipynb` trains for these parameters: every variant of the family, for every seed."""
+    return [
+        locate(cfg, data_dir, results_dir, checkpoint_dir)
+        for seed in seeds
+        for _, cfg in family_configs(family, dataset, profile, seed=seed, epochs=epochs or None)
+    ]
+
+
+RUNS_OF_NOTEBOOK = {  # notebook stem -> the runs it trains (or reuses) for given parameters
+    "train_teacher": lambda params: [teacher_run_config(**params)],
+    "train_titn": lambda params: [titn_config(**params)],
+    "attention": lambda params: [titn_config(**params)],
+    "ablation": lambda params: ablation_configs(**params),
+}
+
+
 def output_dir(notebook: str, params: dict) -> Path:
     """Where a job's executed notebook goes: next to the results it writes."""
     results = Path(params.get("results_dir", "results"))
     stem = Path(notebook).stem
-    if stem in ("train_titn", "attention"):
-        cfg = titn_config(**params)
-        return results / cfg.default_run_id()
-    if stem == "train_teacher":
-        return results / teacher_run_config(**params).default_run_id()
     if stem == "ablation":
         family = check_family(params.get("family", "distillation"))
         return results / "ablations" / f"{family}-{params.get('dataset', 'mnist')}-{params.get('profile', 'smoke')}"
+    if stem in RUNS_OF_NOTEBOOK:
+        return results / RUNS_OF_NOTEBOOK[stem](params)[0].default_run_id()
     raise TITNError(f"unknown notebook {notebook!r}; plans may use train_teacher, train_titn, ablation, attention")
 
 
@@ -81,6 +101,7 @@ def output_dir(notebook: str, params: dict) -> Path:
 class Job:
     notebook: str
     parameters: dict
+    gpus: int | None = None  # from the plan entry's `gpus:` (DDP when more than one); None: the runner's default
     out_dir: Path = field(init=False)
 
     def __post_init__(self):
@@ -101,6 +122,33 @@ class Job:
         """Same notebook + same (non-location) parameters = same job."""
         blob = json.dumps({"notebook": self.notebook, "parameters": self.semantic_parameters}, sort_keys=True)
         return hashlib.sha256(blob.encode()).hexdigest()
+
+    @property
+    def name(self) -> str:
+        """Short and unique within a checkpoint folder: names its lock, log and submitit folder."""
+        return f"{Path(self.notebook).stem}-{self.key[:12]}"
+
+    @property
+    def state_dir(self) -> Path:
+        """Where runners keep what is not a result (locks, worker logs, submissions): under the checkpoints,
+        which every runner resuming the job must share anyway, and which are not committed."""
+        return Path(str(self.parameters.get("checkpoint_dir", "checkpoints"))) / ".jobs"
+
+    @property
+    def lock_path(self) -> Path:
+        return self.state_dir / f"{self.name}.lock"
+
+    @property
+    def log_path(self) -> Path:
+        return self.state_dir / f"{self.name}.log"
+
+    def run_configs(self) -> list[RunConfig]:
+        """The runs this job trains or reuses; [] when its parameters are invalid (its notebook reports them)."""
+        runs = RUNS_OF_NOTEBOOK.get(Path(self.notebook).stem)
+        try:
+            return runs(self.parameters) if runs else []
+        except (TITNError, TypeError, ValueError):
+            return []
 
     @property
     def executed_path(self) -> Path:
@@ -142,13 +190,22 @@ def load_plan(path: str | Path, overrides: dict | None = None) -> list[Job]:
     except yaml.YAMLError as e:
         raise TITNError(f"plan {path} is not valid YAML ({e}); fix the file") from e
     jobs = []
-    for entry in plan.get("jobs", []):
+    for n, entry in enumerate(plan.get("jobs", []), 1):
         base = dict(plan.get("defaults", {}), **entry.get("parameters", {}), **(overrides or {}))
+        gpus = _gpus(entry, n, path)
         matrix = entry.get("matrix", {})
         keys = list(matrix)
         for combo in itertools.product(*(matrix[k] for k in keys)) if keys else [()]:
-            jobs.append(Job(entry["notebook"], {**base, **dict(zip(keys, combo, strict=True))}))
+            jobs.append(Job(entry["notebook"], {**base, **dict(zip(keys, combo, strict=True))}, gpus=gpus))
     return jobs
+
+
+def _gpus(entry: dict, n: int, path: Path) -> int | None:
+    """An entry's `gpus:` (how many GPUs each of its jobs trains on, with DDP when more than one)."""
+    gpus = entry.get("gpus")
+    if gpus is not None and (not isinstance(gpus, int) or isinstance(gpus, bool) or gpus < 1):
+        raise TITNError(f"{path}: job entry {n} has gpus: {gpus!r}; give a whole number of GPUs, 1 or more")
+    return gpus
 
 
 def _check_kernel() -> None:
@@ -184,33 +241,21 @@ def run_job(job: Job) -> None:
     storage.atomic_write_json(job.record_path, record)  # last: its presence with complete=true means done
 
 
-def _error_line(exc: BaseException) -> str:
+def error_line(exc: BaseException) -> str:
+    """The one line of an exception (a notebook's traceback included) that says what went wrong."""
     text = str(exc).strip().splitlines()
     errors = [line for line in text if "Error" in line]
     return (errors[-1] if errors else (text[-1] if text else type(exc).__name__))[:300]
 
 
-def run_plan(jobs: list[Job]) -> dict:
-    """Execute every job not yet complete; returns counts and the failures (job, error, notebook path)."""
+def run_plan(jobs: list[Job], launcher=None) -> dict:
+    """Execute every job not yet complete, in this process one by one unless a launcher says otherwise (`--jobs`,
+    `--executor`); returns counts and the failures (job, error, notebook path)."""
+    from .localrun import InProcessLauncher  # these modules import this one
+    from .scheduling import Scheduler
+
     _check_kernel()
-    summary = {"ran": 0, "cached": 0, "failed": []}
-    for job in tqdm(jobs, desc="plan", unit="job", disable=None):
-        if job.is_complete():
-            summary["cached"] += 1
-            print(f"cached   {job.label()}", flush=True)
-            continue
-        print(f"running  {job.label()}", flush=True)
-        try:
-            run_job(job)
-            summary["ran"] += 1
-        except KeyboardInterrupt:
-            raise
-        except Exception as e:  # noqa: BLE001 - a failed job must not stop the plan
-            summary["failed"].append({"job": job.label(), "error": _error_line(e), "notebook": str(job.failed_path)})
-            print(f"FAILED   {job.label()}: {_error_line(e)}", flush=True)
-            if not isinstance(e, TITNError) and "PapermillExecutionError" not in type(e).__name__:
-                traceback.print_exc()
-    return summary
+    return Scheduler(jobs, launcher or InProcessLauncher()).run()
 
 
 def _select(jobs: list[Job], conditions: list[str]) -> list[Job]:
@@ -226,17 +271,16 @@ def _select(jobs: list[Job], conditions: list[str]) -> list[Job]:
     return selected
 
 
-def main(argv: list[str] | None = None) -> int:
+def _parser() -> argparse.ArgumentParser:
+    from . import launch  # it imports this module
+
     parser = argparse.ArgumentParser(prog="python -m titn_core.experiments", description=__doc__.split("\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
     run = sub.add_parser("run", help="execute a plan's notebooks (cached, resumable)")
-    run.add_argument("--plan", required=True, help="plans/smoke.yaml (CI), plans/cpu.yaml (here), plans/paper.yaml")
-    run.add_argument("--results-dir", help="override results_dir for every job")
-    run.add_argument("--checkpoint-dir", help="override checkpoint_dir for every job")
-    run.add_argument("--data-dir", help="override data_dir for every job")
-    ls = sub.add_parser("list", help="show a plan's jobs and whether each is complete")
-    ls.add_argument("--plan", required=True)
-    for p in (run, ls):
+    ls = sub.add_parser("list", help="show a plan's jobs and the state of each (done, running, queued, failed, ...)")
+    cost = sub.add_parser("estimate", help="a plan's job and run counts and its estimated GPU-hours")
+    for p in (run, ls, cost):
+        p.add_argument("--plan", required=True, help="plans/smoke.yaml (CI), plans/cpu.yaml (here), plans/paper.yaml")
         p.add_argument(
             "--where",
             action="append",
@@ -245,21 +289,51 @@ def main(argv: list[str] | None = None) -> int:
             help="only the jobs whose notebook or plan parameter matches, e.g. --where dataset=mnist "
             "--where notebook=attention (repeatable: all must hold)",
         )
-    args = parser.parse_args(argv)
+    for p in (run, ls):
+        p.add_argument("--results-dir", help="override results_dir for every job")
+        p.add_argument("--checkpoint-dir", help="override checkpoint_dir for every job")
+        p.add_argument("--data-dir", help="override data_dir for every job")
+    launch.add_options(run)
+    return parser
+
+
+def _list(jobs: list[Job]) -> None:
+    from .jobstate import job_state  # it imports this module
+
+    for job in jobs:
+        state, detail = job_state(job)
+        print(f"{state:<11} {job.label()}{f' ({detail})' if detail else ''} -> {job.out_dir}")
+
+
+def _estimate(plan: str, jobs: list[Job]) -> None:
+    table = plan_cost.estimate(jobs)
+    print(plan_cost.by_notebook(table))
+    total = plan_cost.totals(table)
+    print(f"{plan}: {total['jobs']} jobs, {total['runs']} distinct runs, {total['epochs']} epochs in all, about "
+          f"{total['gpu_hours']:.0f} GPU-hours (an ESTIMATE from FLOP counts at DeiT-B's V100 rate; see "
+          "titn_core/plan_cost.py)")  # fmt: skip
+
+
+def main(argv: list[str] | None = None) -> int:
+    from . import launch  # it imports this module
+
+    args = _parser().parse_args(argv)
     try:
-        over = {}
-        for name in LOCATION_PARAMS:
-            if getattr(args, name, None):
-                over[name] = getattr(args, name)
+        over = {name: getattr(args, name) for name in LOCATION_PARAMS if getattr(args, name, None)}
         jobs = _select(load_plan(args.plan, over), args.where)
         if args.command == "list":
-            for job in jobs:
-                print(f"{'done   ' if job.is_complete() else 'pending'} {job.label()} -> {job.out_dir}")
+            _list(jobs)
             return 0
-        summary = run_plan(jobs)
+        if args.command == "estimate":
+            _estimate(args.plan, jobs)
+            return 0
+        summary = run_plan(jobs, launch.launcher_from(args, jobs))
     except TITNError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        print("interrupted: the jobs that were running resume from their checkpoints on the next run", file=sys.stderr)
+        return 130
     print(f"plan done: {summary['ran']} ran, {summary['cached']} cached, {len(summary['failed'])} failed")
     for f in summary["failed"]:
         print(f"  FAILED {f['job']}\n    {f['error']}\n    executed notebook: {f['notebook']}")
