@@ -49,3 +49,7 @@ def test_machine_record_names_model_cores_and_capability(cpu_with):
     assert record["flags"] == ["avx2", "avx512_bf16", "avx512f"] and record["native_bf16"] is True
     assert hardware.label(record).endswith(f"{record['cores']} cores, avx512_bf16")
     assert hardware.label({"kind": "cpu", "name": "old", "cores": 2, "flags": ["avx2"]}) == "old, 2 cores, avx2"
+    # a run's metrics and a benchmark record name their machine the same way, older ones saying what is missing
+    assert hardware.machine_of({"device": "cpu", "environment": {"cpu": record}}) == hardware.label(record)
+    assert hardware.machine_of({"device": "cpu", "environment": {"cpu_count": 2}}) == "2-core CPU (model not recorded)"
+    assert hardware.machine_of({"device": "NVIDIA A100", "environment": {"cpu": record}}) == "NVIDIA A100"

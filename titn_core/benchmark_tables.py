@@ -10,22 +10,13 @@ import json
 
 import pandas as pd
 
-from . import hardware
 from .book import results_dir
+from .hardware import machine_of
 
 
 def benchmarks(kind: str = "throughput") -> list[dict]:
     """The records `benchmarks/<kind>*.py` wrote: "throughput", "attention-kernels" or "step-profile"."""
     return [json.loads(p.read_text()) for p in sorted((results_dir() / "benchmarks").glob(f"{kind}-*.json"))]
-
-
-def machine_of(record: dict) -> str:
-    """The machine a record was measured on (older records name only the core count): speeds are compared only
-    between records of one machine."""
-    env = record.get("environment", {})
-    if str(record.get("device", "cpu")) != "cpu":
-        return str(record["device"])
-    return hardware.label(env["cpu"]) if "cpu" in env else f"{env.get('cpu_count', '?')}-core CPU (model not recorded)"
 
 
 def speed_summary() -> pd.DataFrame:

@@ -78,3 +78,12 @@ def label(record: dict) -> str:
     flags = record.get("flags", [])
     best = next((f for f in ("amx_bf16", "avx512_bf16", "avx512f", "avx2") if f in flags), "no AVX2")
     return f"{record.get('name', '?')}, {record.get('cores', '?')} cores, {best}"
+
+
+def machine_of(record: dict) -> str:
+    """The machine a run's metrics or a benchmark record was measured on, as one line: its device when that is a
+    GPU, else the CPU its environment names (older records name only the core count, and say so)."""
+    env = record.get("environment", {})
+    if str(record.get("device", "cpu")) != "cpu":
+        return str(record["device"])
+    return label(env["cpu"]) if "cpu" in env else f"{env.get('cpu_count', '?')}-core CPU (model not recorded)"

@@ -21,17 +21,8 @@ def load(results_dir: str | Path = "results") -> pd.DataFrame:
     for path in sorted(Path(results_dir).glob("*/metrics.json")):
         m = storage.read_json(path)
         if m.get("complete"):
-            rows.append({c: m.get(c) for c in COLUMNS} | {"machine": machine(m), "path": str(path.parent)})
+            rows.append({c: m.get(c) for c in COLUMNS} | {"machine": hardware.machine_of(m), "path": str(path.parent)})
     return pd.DataFrame(rows, columns=COLUMNS + ["machine", "path"])
-
-
-def machine(metrics: dict) -> str:
-    """Where a run trained, as one line (runs from before machines were recorded say so)."""
-    record = metrics.get("hardware") or {}
-    if record:
-        return hardware.label(record)
-    cores = metrics.get("environment", {}).get("cpu_count", "?")
-    return f"{cores}-core CPU (model not recorded)" if metrics.get("device") == "cpu" else str(metrics.get("device"))
 
 
 def history(run_dir: str | Path) -> pd.DataFrame:
