@@ -261,7 +261,7 @@ def _profile_settings(profile: str, dataset: str, kind: str) -> tuple[str, dict,
 # separately). Its 9.9 epochs become `epochs`; the CPU recipe trains longer because an hour buys it.
 FASTCNN_RECIPE = {
     "data": dict(crop_padding=2, flip=True, label_smoothing=0.2, val_size=2000),
-    "train": dict(batch_size=1024, optimizer="sgd", lr=1.5, momentum=0.85, weight_decay=0.002, warmup_epochs=0.0,
+    "train": dict(batch_size=1024, optimizer="sgd", lr=1.5, momentum=0.85, weight_decay=0.002,
                   schedule="linear", min_lr_ratio=0.07, norm_bias_lr_scale=64.0, grad_clip=0.0, lookahead_every=5,
                   tta="flip+shift", eval_batch_size=1000),
 }  # fmt: skip
@@ -295,8 +295,6 @@ def build_config(
     if kind not in ("student", "teacher"):
         raise TITNError(f"unknown run kind {kind!r}; use 'student' or 'teacher'")
     preset, data_over, train_over = _profile_settings(profile, dataset, kind)
-    if profile not in PROFILES:
-        raise TITNError(f"unknown profile {profile!r}; choose one of: {', '.join(PROFILES)}")
     if teacher is None and (kind == "teacher" or kd not in (None, "none")):
         teacher = default_teacher(profile, dataset)
     if teacher is not None and teacher not in TEACHERS:

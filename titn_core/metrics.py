@@ -33,12 +33,15 @@ def forward_tta(model: nn.Module, x: Tensor, tta: str = "none") -> Tensor:
     also averages the mirrored views shifted one pixel up-left and down-right (reflect padding), at half weight."""
     if tta == "none":
         return model(x)
-    mirrored = 0.5 * (model(x) + model(x.flip(-1)))
+
+    def with_mirror(view: Tensor) -> Tensor:
+        return 0.5 * (model(view) + model(view.flip(-1)))
+
     if tta == "flip":
-        return mirrored
+        return with_mirror(x)
     padded, (h, w) = F.pad(x, (1, 1, 1, 1), mode="reflect"), x.shape[-2:]
-    shifted = [0.5 * (model(v) + model(v.flip(-1))) for v in (padded[..., :h, :w], padded[..., 2:, 2:])]
-    return 0.5 * mirrored + 0.25 * (shifted[0] + shifted[1])
+    shifted = with_mirror(padded[..., :h, :w]) + with_mirror(padded[..., 2:, 2:])
+    return 0.5 * with_mirror(x) + 0.25 * shifted
 
 
 @torch.inference_mode()
