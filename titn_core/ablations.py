@@ -64,6 +64,16 @@ FAMILIES: dict[str, list[Variant] | Callable[[int], list[Variant]]] = {
         ("width 96", dict(kd="none"), {"model.outer_dim": 96, "model.outer_heads": 3}),
         ("width 192", dict(kd="none"), {"model.outer_dim": 192, "model.outer_heads": 6}),
     ],
+    # issue 20's student recipe against the profile's teacher, on a short schedule: which distillation, which
+    # teacher stage for the feature term (fastcnn's layer3 is 3x3, layer2 7x7, nearer the 8x8 patch grid), and
+    # whether airbench's lookahead pays for a transformer too
+    "recipe": [
+        ("no KD", dict(kd="none"), {}),
+        ("hard (dist. token)", dict(kd="hard"), {}),
+        ("paper: hard + feature", dict(kd="paper"), {}),
+        ("hard + feature, teacher layer2", dict(kd="paper"), {"distill.teacher_layer": "layer2"}),
+        ("hard + lookahead", dict(kd="hard"), {"train.lookahead_every": 5}),
+    ],
     "temperature": [(f"T={t}", dict(kd="soft"), {"distill.temperature": t}) for t in (1.0, 2.0, 4.0, 8.0)],
     "weights": [
         *((f"alpha={a}", dict(kd="soft"), {"distill.alpha": a}) for a in (0.1, 0.5, 0.9)),
