@@ -10,9 +10,11 @@ import torch
 import torch.nn.functional as F
 
 from titn_core import storage
-from titn_core.config import build_config
-from titn_core.data import load_arrays, normalize
+from titn_core import trainer as trainer_module
+from titn_core.config import build_config, validate
+from titn_core.data import load_arrays, make_splits, normalize
 from titn_core.errors import TITNError
+from titn_core.metrics import predict
 from titn_core.notebook import attention_of, one_per_class, per_class_report, saved_test_predictions
 from titn_core.trainer import TEACHER_WEIGHTS, build_model, evaluate_checkpoint, teacher_config, train
 
@@ -123,6 +125,35 @@ def test_distilled_student_reuses_one_trained_teacher(smoke_config):
     soft = train(smoke_config(teacher="resnet-small", kd="soft", overrides={"train.epochs": 1}))
     assert soft.metrics["teacher_checkpoint"] == teacher_ckpt
     assert __import__("os").stat(teacher_ckpt).st_mtime_ns == stamp, "the teacher must not be retrained"
+
+
+def test_cached_teacher_targets_replace_the_teachers_forward_per_step(smoke_config, monkeypatch):
+    """teacher_targets=cached: the teacher's mirror-averaged logits, computed once per training image, stand for every
+    augmented view; no teacher forward runs during training, and the run is its own config (its own hash)."""
+    over = {"train.epochs": 1, "data.train_subset": 512, "distill.teacher_targets": "cached"}
+    online = smoke_config(
+        teacher="resnet-small", kd="hard", overrides={k: v for k, v in over.items() if "targets" not in k}
+    )
+    train(online)  # trains the teacher once, so the cached run below only distills
+    seen = {}
+    real_cache = trainer_module.cached_teacher_logits
+    monkeypatch.setattr(trainer_module, "cached_teacher_logits", lambda *a: seen.setdefault("logits", real_cache(*a)))
+    monkeypatch.setattr(trainer_module, "teacher_forward", lambda *a: pytest.fail("the teacher ran during training"))
+    cfg = smoke_config(teacher="resnet-small", kd="hard", overrides=over)
+    result = train(cfg)
+    assert result.complete and cfg.hash() != online.hash()
+    assert (result.history["train_kd"] > 0).all()
+    logits = seen["logits"]
+    assert logits.shape == (512, 10), "one row per training image"
+    teacher, _ = trainer_module.load_teacher(cfg, torch.device("cpu"))
+    images = make_splits(load_arrays("mnist", cfg.data.data_dir), cfg.data).x_train[:8]
+    mirrored = [predict(teacher, v, "mnist", 8, "cpu") for v in (images, images.flip(-1))]
+    assert torch.allclose(logits[:8], (mirrored[0] + mirrored[1]) / 2, atol=1e-4)
+
+
+def test_cached_teacher_targets_refuse_the_feature_term(smoke_config):
+    with pytest.raises(TITNError, match="teacher_targets=online"):
+        validate(smoke_config(teacher="resnet-small", kd="paper", overrides={"distill.teacher_targets": "cached"}))
 
 
 def test_a_clean_checkout_distills_from_the_teachers_published_weights(smoke_config):

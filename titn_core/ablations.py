@@ -65,11 +65,13 @@ FAMILIES: dict[str, list[Variant] | Callable[[int], list[Variant]]] = {
         ("width 192", dict(kd="none"), {"model.outer_dim": 192, "model.outer_heads": 6}),
     ],
     # issue 20's student recipe against the profile's teacher, on a short schedule: which distillation, which
-    # teacher stage for the feature term (fastcnn's layer3 is 3x3, layer2 7x7, nearer the 8x8 patch grid), and
-    # whether airbench's lookahead pays for a transformer too
+    # teacher stage for the feature term (fastcnn's layer3 is 3x3, layer2 7x7, nearer the 8x8 patch grid), whether
+    # teacher logits computed once (no teacher forward per step) cost accuracy, and whether airbench's lookahead pays
+    # for a transformer too
     "recipe": [
         ("no KD", dict(kd="none"), {}),
         ("hard (dist. token)", dict(kd="hard"), {}),
+        ("hard, cached teacher targets", dict(kd="hard"), {"distill.teacher_targets": "cached"}),
         ("paper: hard + feature", dict(kd="paper"), {}),
         ("hard + feature, teacher layer2", dict(kd="paper"), {"distill.teacher_layer": "layer2"}),
         ("hard + lookahead", dict(kd="hard"), {"train.lookahead_every": 5}),

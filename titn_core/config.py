@@ -72,6 +72,10 @@ class DistillConfig:
     feature_loss: str = "mse"  # "mse" on standardised features | "cosine"
     student_layer: int = -1  # outer block whose patch tokens are matched (-1 = last)
     teacher_layer: str = "layer3"  # teacher stage whose feature map is pooled to the student's patch grid
+    # "online": the teacher sees every augmented batch (one teacher forward per step); "cached": its logits for each
+    # training image, averaged with the mirror image's, are computed once before the first step and stand for every
+    # augmented view of it (logit terms only; hashed only when set)
+    teacher_targets: str = "online"
 
 
 @dataclass
@@ -161,6 +165,7 @@ UNHASHED_DATA = {"data_dir"}
 UNHASHED_DISTILL = {"teacher_checkpoint"}
 # settings added after results were committed: hashed only when set, so the earlier runs keep their ids
 HASHED_WHEN_SET = {
+    "distill": {"teacher_targets": "online"},
     "data": {"repeat_subset": False},
     "train": {"optimizer": "adamw", "momentum": 0.9, "schedule": "cosine", "norm_bias_lr_scale": 1.0,
               "lookahead_every": 0, "tta": "none"},
@@ -265,7 +270,9 @@ FASTCNN_RECIPE = {
                   schedule="linear", min_lr_ratio=0.07, norm_bias_lr_scale=64.0, grad_clip=0.0, lookahead_every=5,
                   tta="flip+shift", eval_batch_size=1000),
 }  # fmt: skip
-FASTCNN_EPOCHS = {"cpu": {"mnist": 8, "cifar10": 16, "cifar100": 16}, "smoke": 1, "paper": 40}
+# cpu: what an hour of 2 EPYC cores buys (benchmarks/teacher_throughput.py projects it): fastcnn 16 epochs in ~0.5 h,
+# the 2.6x costlier fastcnn-wide 12 epochs in ~0.9 h
+FASTCNN_EPOCHS = {"cpu": {"mnist": 8, "cifar10": 16, "cifar100": 12}, "smoke": 1, "paper": 40}
 
 
 def _apply_teacher_recipe(cfg: RunConfig) -> None:
@@ -408,5 +415,13 @@ def validate(cfg: RunConfig) -> None:
         raise TITNError(f"distill.feature_loss must be 'mse' or 'cosine', got {d.feature_loss!r}")
     if d.temperature <= 0:
         raise TITNError("distill.temperature must be positive")
+    if d.teacher_targets not in ("online", "cached"):
+        raise TITNError(f"distill.teacher_targets must be 'online' or 'cached', got {d.teacher_targets!r}")
+    mixing = cfg.data.mixup_alpha > 0 or cfg.data.cutmix_alpha > 0
+    if d.teacher_targets == "cached" and (d.feature_weight > 0 or mixing):
+        raise TITNError(
+            "distill.teacher_targets=cached holds one logit vector per image: it cannot serve the feature "
+            "term or MixUp/CutMix; set distill.feature_weight=0 and no mixing, or teacher_targets=online"
+        )
     if cfg.kind == "student" and d.teacher is None and (d.logit != "none" or d.feature_weight > 0):
         raise TITNError("distillation terms are on but no teacher is set: pass --teacher resnet18 (or --kd none)")

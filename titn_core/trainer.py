@@ -281,6 +281,7 @@ class Run:
     autocast: object
     lookahead: Lookahead | None
     steps_per_epoch: int
+    teacher_logits: torch.Tensor | None  # distill.teacher_targets == "cached": one row per training image
     progress: dict = field(default_factory=lambda: {"epoch": 0, "history": [], "train_seconds": 0.0,
                                                     "wall_seconds": 0.0})  # fmt: skip
 
@@ -352,13 +353,22 @@ def set_up(cfg: RunConfig, ctx, device, run_id: str, run_dir: Path, ckpt_dir: Pa
     optimizer = make_optimizer(named, cfg)
     steps_per_epoch = max(1, len(splits.y_train) // cfg.train.batch_size)
     every = cfg.train.lookahead_every
+    autocast = autocast_factory(device, cfg.train.amp)
+    cached = teacher is not None and d.teacher_targets == "cached"
     return Run(
         cfg, ctx, device, run_id, run_dir, ckpt_dir, splits, model, teacher, teacher_info, criterion,
         ctx.wrap(TrainStep(model, criterion, d), device), named, optimizer,
         torch.optim.lr_scheduler.LambdaLR(optimizer, lr_lambda(cfg, steps_per_epoch)),
-        BatchAugment(cfg.data, cfg.num_classes), autocast_factory(device, cfg.train.amp),
+        BatchAugment(cfg.data, cfg.num_classes), autocast,
         Lookahead(model, every, cfg.train.epochs * steps_per_epoch) if every else None, steps_per_epoch,
+        cached_teacher_logits(teacher, splits.x_train, cfg, device, autocast) if cached else None,
     )  # fmt: skip
+
+
+def cached_teacher_logits(teacher: nn.Module, images: torch.Tensor, cfg: RunConfig, device, autocast) -> torch.Tensor:
+    """The teacher's logits for every training image, averaged with its mirror image's (flip-invariant, and on the
+    fastcnn teacher better than one view): computed once, they replace a teacher forward per step."""
+    return predict(teacher, images, cfg.data.dataset, cfg.train.eval_batch_size, device, autocast, tta="flip")
 
 
 def restore(run: Run) -> None:
@@ -436,7 +446,7 @@ def train_epoch(run: Run, epoch: int) -> tuple[dict, float]:
         x, y = run.augment(run.splits.x_train[idx].to(run.device), run.splits.y_train[idx].to(run.device), gen)
         x, y = ctx.shard(x), ctx.shard(y)  # the same global batch everywhere; each process takes its slice
         with run.autocast():
-            t_out = teacher_forward(run.teacher, x, feature_layer) if run.teacher is not None else None
+            t_out = teacher_output(run, idx, x, feature_layer)
             loss, terms, cls_logits = run.step_module(x, y, t_out)
         if not ctx.all_finite(loss):
             raise TITNError(_nan_message(loss, epoch, step, run.last_path, run.progress["epoch"]))
@@ -449,6 +459,13 @@ def train_epoch(run: Run, epoch: int) -> tuple[dict, float]:
             sums[f"term_{k}"] = sums.get(f"term_{k}", 0.0) + v.item() * len(y)
         bar.set_postfix(loss=f"{sums['loss'] / sums['seen']:.3f}")
     return ctx.sum(sums), time.perf_counter() - t_train
+
+
+def teacher_output(run: Run, idx: torch.Tensor, x: torch.Tensor, feature_layer: str | None) -> TeacherOutput | None:
+    """What the teacher says about this batch: looked up when cached, else a forward pass on the augmented batch."""
+    if run.teacher_logits is not None:
+        return TeacherOutput(run.ctx.shard(run.teacher_logits[idx].to(run.device)), None)
+    return teacher_forward(run.teacher, x, feature_layer) if run.teacher is not None else None
 
 
 def optimizer_step(run: Run, loss: torch.Tensor) -> None:
