@@ -6,8 +6,10 @@
 Why it exists: the throughput benchmark says how fast each model trains and what fraction of the matmul peak it
 reaches; this says why not more. Each model of `throughput.py` (ours, our ViT, timm's TNT) runs a few training
 steps under the profiler; operator self times are summed into matmul, casts and layout copies, layer norm,
-activations and softmax, other elementwise work and the optimiser. Writes
-results/benchmarks/step-profile-<device>-<preset>-b<batch>[-bf16].json for the book's efficiency chapter.
+activations and softmax, other elementwise work and the optimiser. With `--compile` (every model compiled in place
+by `model.compile()`, as `throughput.py --compile` does) the kernels inductor generated are profiled too and count
+as "fused kernels (compiled)". Writes results/benchmarks/step-profile-<device>-<preset>-b<batch>[-bf16][-compile].json
+for the book's efficiency chapter (`--out` elsewhere).
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
-from throughput import Runner, peers  # noqa: E402
+from throughput import SETUPS, Runner, peers  # noqa: E402
 
 from titn_core import storage  # noqa: E402
 from titn_core.config import MODEL_PRESETS, model_preset  # noqa: E402
@@ -39,10 +41,14 @@ KINDS = {
     "optimiser": {"_fused_adamw_"},
 }
 OTHER = "other elementwise and reductions"
+FUSED = "fused kernels (compiled)"  # inductor's generated C++ kernels: layer norm, activations, casts... fused
 
 
 def kind_of(op: str) -> str | None:
-    """The kind of an aten operator; None for wrappers (autograd nodes, optimiser step) that have no own work."""
+    """The kind of an aten operator or compiled kernel; None for wrappers (autograd nodes, optimiser step) that
+    have no own work."""
+    if "cpp_fused" in op:
+        return FUSED
     if not op.startswith("aten::"):
         return None
     name = op.removeprefix("aten::")
@@ -58,7 +64,7 @@ def profile_steps(runner: Runner, x: torch.Tensor, y: torch.Tensor, steps: int) 
         for _ in range(steps):
             runner.train_step(x, y)
         wall = time.perf_counter() - start
-    per_kind = dict.fromkeys([*KINDS, OTHER], 0.0)
+    per_kind = dict.fromkeys([*KINDS, OTHER, FUSED] if runner.compiled else [*KINDS, OTHER], 0.0)
     for event in prof.key_averages():
         kind = kind_of(event.key)
         if kind:
@@ -72,11 +78,16 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--batch-size", type=int, default=128)
     p.add_argument("--steps", type=int, default=4)
     p.add_argument("--amp", action="store_true", help="bf16 autocast (the cpu profile trains so)")
+    p.add_argument("--compile", action="store_true", help="model.compile() every model (ours: regional, per block)")
     p.add_argument("--only", nargs="*", help="substrings of model names to keep")
     p.add_argument("--out", default=str(ROOT / "results" / "benchmarks"))
     args = p.parse_args(argv)
 
     device = pick_device("auto")
+    if args.compile:
+        import torch._inductor.config as inductor
+
+        inductor.cpp.enable_kernel_profile = True  # else the fused kernels are invisible to the profiler
     torch.manual_seed(0)
     cfg = model_preset(args.preset, 32)
     x = torch.randn(args.batch_size, 3, 32, 32, device=device)
@@ -87,7 +98,8 @@ def main(argv: list[str] | None = None) -> int:
 
     models = {}
     for name, build in builders.items():
-        models[name] = profile_steps(Runner(build(), device, False, args.amp), x, y, args.steps)
+        runner = Runner(build(), device, "model.compile()" if args.compile else "eager", args.amp)
+        models[name] = profile_steps(runner, x, y, args.steps)
         kinds = models[name]["ms_per_step"]
         total = sum(kinds.values())
         shares = ", ".join(f"{k} {100 * v / total:.0f}%" for k, v in kinds.items())
@@ -98,13 +110,14 @@ def main(argv: list[str] | None = None) -> int:
         "device": str(device),
         "threads": torch.get_num_threads(),
         "amp_bf16": args.amp,
+        "compile_mode": SETUPS["model.compile()" if args.compile else "eager"],
         "steps": args.steps,
         "kinds": {k: sorted(v) for k, v in KINDS.items()},
         "models": models,
         "environment": storage.environment(),
         "command": "python benchmarks/step_profile.py " + " ".join(argv if argv is not None else sys.argv[1:]),
     }
-    suffix = "-bf16" if args.amp else ""
+    suffix = ("-bf16" if args.amp else "") + ("-compile" if args.compile else "")
     out = Path(args.out) / f"step-profile-{device.type}-{args.preset}-b{args.batch_size}{suffix}.json"
     storage.atomic_write_json(out, record)
     print(f"wrote {out}")

@@ -10,8 +10,16 @@ inference, the memory a training step holds (activations saved for backward + pa
 state; on CUDA the allocator's peak), and the fraction of this machine's measured matmul FLOP/s each reaches:
 model FLOPs (FlopCounterMode; training = 3 x forward) x images/s / peak.
 
+`--compile` compiles every model in place with `model.compile()`: ours per block (regional, one graph shared by
+all blocks, the inner attention in its few-token form; see `titn_core.model`), the peers as a whole. `--reference`
+adds our TITN as it ran before issue 21 beside it, in the same process: eager (the same code as ours, so it shows
+the noise), or with `--compile` the whole model through `torch.compile(model)` with the bmm inner attention, plus
+our eager TITN. The summary prints the ratios the issue asks about: our TITN's time per image over our ViT's, our
+training speed over timm's TNT, over the reference, and the fraction of the matmul peak.
+
 Models are timed in turns (round-robin, median of the rounds), so a background load affects all of them alike.
-Writes results/benchmarks/throughput-<device>-<preset>-b<batch>.json. A script, not a test: numbers vary by machine.
+Writes results/benchmarks/throughput-<device>-<preset>-b<batch>[-bf16][-compile].json (`--out` elsewhere). A script,
+not a test: numbers vary by machine, and on a shared machine only the ratios within one run mean much.
 """
 
 from __future__ import annotations
@@ -88,12 +96,24 @@ def peers(cfg: ModelConfig, img: int, chans: int, classes: int) -> dict[str, Cal
     return models
 
 
-class Runner:
-    """One model, its optimiser and a compiled or eager forward, ready for timed training and inference steps."""
+OURS, VIT, TIMM, REFERENCE = "ours TITN", "ours ViT (no inner)", "timm TNT", "ours TITN (reference)"
+SETUPS = {  # how a Runner runs a model, as the records name it
+    "eager": "eager",
+    "model.compile()": "model.compile() in place (ours: each block, few-token inner attention; peers: whole model)",
+    "torch.compile(model)": "torch.compile(model), whole model; ours with the reference (bmm) inner attention",
+}
 
-    def __init__(self, model: nn.Module, device: torch.device, compile_model: bool, amp: bool):
+
+class Runner:
+    """One model, its optimiser and a compiled or eager forward, ready for timed training and inference steps.
+    `setup` is a key of SETUPS."""
+
+    def __init__(self, model: nn.Module, device: torch.device, setup: str, amp: bool):
         self.model = model.to(device)
-        self.forward = torch.compile(self.model) if compile_model else self.model
+        self.compiled = setup != "eager"
+        self.forward = torch.compile(self.model) if setup == "torch.compile(model)" else self.model
+        if setup == "model.compile()":
+            self.model.compile()
         self.opt = torch.optim.AdamW(self.model.parameters(), lr=1e-4, fused=True)  # the same optimiser for all
         self.autocast = lambda: torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp)
 
@@ -147,6 +167,22 @@ def state_bytes(model: nn.Module) -> int:
     return 4 * 4 * count_params(model)
 
 
+def summary_ratios(rows: dict[str, dict]) -> dict[str, float]:
+    """The issue-21 ratios among the models measured: our TITN's training speed over each other model's, its
+    training time per image over our ViT's, and our training step's fraction of the matmul peak."""
+    speed = {name: row.get("train_images_per_s") for name, row in rows.items()}
+    ratios = {}
+    for name in rows:
+        if name != OURS and speed.get(OURS) and speed.get(name):
+            slug = name.lower().replace("(", "").replace(")", "").replace(" ", "_")
+            ratios[f"titn_train_speed_over_{slug}"] = speed[OURS] / speed[name]
+            if name.startswith(VIT):  # the issue's form: TITN's training time per image over ViT's
+                ratios[f"titn_over_{slug}_train_time_per_image"] = speed[name] / speed[OURS]
+    if rows.get(OURS, {}).get("train_peak_fraction"):
+        ratios["titn_train_peak_fraction"] = rows[OURS]["train_peak_fraction"]
+    return ratios
+
+
 def timed(fn: Callable[[], None], device: torch.device, steps: int) -> float:
     sync(device)
     t = time.perf_counter()
@@ -166,7 +202,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--steps", type=int, default=3, help="timed steps per round")
     p.add_argument("--rounds", type=int, default=5, help="round-robin rounds; the median round counts")
     p.add_argument("--device", default="auto")
-    p.add_argument("--compile", action="store_true", help="torch.compile every model (off: it did not pay on CPU)")
+    p.add_argument("--compile", action="store_true", help="model.compile() every model (ours: regional, per block)")
+    p.add_argument("--reference", action="store_true", help="also time our TITN as before issue 21 (see above)")
     p.add_argument(
         "--amp", action="store_true", help="bf16 autocast for every model (always on CUDA); the cpu profile trains so"
     )
@@ -183,16 +220,33 @@ def main(argv: list[str] | None = None) -> int:
     builders = peers(cfg, args.image_size, args.channels, args.classes)
     if args.only:
         builders = {k: v for k, v in builders.items() if any(s.lower() in k.lower() for s in args.only)}
+    setup = "model.compile()" if args.compile else "eager"
+    jobs = {name: (build, setup) for name, build in builders.items()}
+    if args.reference and OURS in builders:
+        jobs[REFERENCE] = (
+            lambda: builders[OURS]().use_reference_attention(),
+            "torch.compile(model)" if args.compile else "eager",
+        )
+        if args.compile:  # and every peer eager, for "each at its fastest" within one process
+            jobs.update(
+                {f"{name} (eager)": (builders[name], "eager") for name in (OURS, VIT, TIMM) if name in builders}
+            )
 
     precision = "bf16" if amp else "fp32"
     peak = matmul_peak(device, torch.bfloat16 if amp else torch.float32)
     print(f"device {device}, {torch.get_num_threads()} threads, matmul peak {peak / 1e9:.1f} GFLOP/s ({precision})")
     runners, rows = {}, {}
-    for name, build in builders.items():
+    for name, (build, how) in jobs.items():
         model = build()
         flops = count_flops(model, (args.image_size, args.channels, args.classes))
-        rows[name] = {"params": count_params(model), "forward_flops_per_image": flops, "errors": {}}
-        runners[name] = Runner(model, device, args.compile, amp)
+        rows[name] = {
+            "params": count_params(model),
+            "forward_flops_per_image": flops,
+            "errors": {},
+            "setup": SETUPS[how],
+        }
+        runners[name] = Runner(model, device, how, amp)
+        start = time.perf_counter()
         for mode, step in (("train", lambda r=runners[name]: r.train_step(x, y)), ("infer", runners[name].infer_step)):
             try:
                 step() if mode == "train" else step(x)
@@ -200,6 +254,7 @@ def main(argv: list[str] | None = None) -> int:
             except RuntimeError as e:  # a peer that cannot train on this torch is reported, not hidden
                 rows[name]["errors"][mode] = str(e).splitlines()[0][:200]
                 print(f"{name}: {mode} step fails: {rows[name]['errors'][mode]}", file=sys.stderr)
+        rows[name]["warmup_s"] = time.perf_counter() - start  # with compiling, the compile time (wall)
         if "train" not in rows[name]["errors"]:
             rows[name]["train_memory_mb"] = train_memory(runners[name], x, y, device)
 
@@ -219,7 +274,7 @@ def main(argv: list[str] | None = None) -> int:
             work = (3 if mode == "train" else 1) * row["forward_flops_per_image"]
             row[f"{mode}_peak_fraction"] = work * speed / peak if speed else None
 
-    base = rows.get("timm TNT", {}).get("train_images_per_s")
+    base = rows.get(TIMM, {}).get("train_images_per_s")
     print(f"\n{'model':28s} {'params':>8s} {'MFLOP/img':>10s} {'train img/s':>12s} {'infer img/s':>12s} "
           f"{'train %peak':>11s} {'mem MB':>8s} {'vs timm':>8s}")  # fmt: skip
     for name, r in rows.items():
@@ -230,6 +285,9 @@ def main(argv: list[str] | None = None) -> int:
             f"{_fmt(r['train_peak_fraction'] and 100 * r['train_peak_fraction'], '10.1f')}% "
             f"{_fmt(r.get('train_memory_mb'), '8.0f')} {(f'{speed / base:.2f}x' if base and speed else '-'):>8s}"
         )
+    ratios = summary_ratios(rows)
+    for key, value in ratios.items():
+        print(f"{key}: {value:.3f}")
     record = {
         "preset": args.preset,
         "model_config": dataclasses.asdict(cfg),
@@ -237,6 +295,9 @@ def main(argv: list[str] | None = None) -> int:
         "device": str(device) if device.type == "cpu" else torch.cuda.get_device_name(device),
         "threads": torch.get_num_threads(),
         "compile": args.compile,
+        "compile_mode": SETUPS[setup],
+        "reference": args.reference,
+        "ratios": ratios,
         "amp_bf16": amp,
         "steps": args.steps,
         "rounds": args.rounds,

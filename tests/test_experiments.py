@@ -100,3 +100,19 @@ def test_every_committed_plan_expands_to_valid_runs(plan):
     assert jobs, f"{plan} has no jobs"
     for job in jobs:
         assert job.out_dir.parent.name in {"results", "ablations"}
+
+
+def test_run_compile_compiles_the_students_of_every_notebook_but_changes_no_run(monkeypatch):
+    """`run --compile` reaches the notebooks' kernels through the environment: their student runs compile, with the
+    same config hash (so the same run id and cached results); teachers stay eager."""
+    from titn_core.experiments import COMPILE_ENV, teacher_run_config, titn_config
+
+    plain = titn_config(dataset="mnist", profile="smoke", kd="none")
+    monkeypatch.setenv(COMPILE_ENV, "1")
+    compiled = titn_config(dataset="mnist", profile="smoke", kd="none")
+    assert compiled.compile and not plain.compile and compiled.hash() == plain.hash()
+    assert not teacher_run_config(dataset="mnist", profile="smoke").compile
+    monkeypatch.setenv(COMPILE_ENV, "0")  # main() sets it for real; monkeypatch puts back what was there before
+    monkeypatch.setattr("titn_core.experiments.run_plan", lambda jobs, launcher: {"ran": 0, "cached": 0, "failed": []})
+    assert main(["run", "--plan", "plans/smoke.yaml", "--compile"]) == 0
+    assert __import__("os").environ.get(COMPILE_ENV) == "1"

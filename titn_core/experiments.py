@@ -20,6 +20,7 @@ import argparse
 import hashlib
 import itertools
 import json
+import os
 import sys
 import time
 from dataclasses import dataclass, field
@@ -38,10 +39,15 @@ KERNEL = "titn-book"
 LOCATION_PARAMS = ("data_dir", "results_dir", "checkpoint_dir")  # where things live: not part of the job key
 
 
+COMPILE_ENV = "TITN_COMPILE"  # set to 1 by `run --compile`, read by every notebook the runner launches
+
+
 def locate(cfg: RunConfig, data_dir: str, results_dir: str, checkpoint_dir: str) -> RunConfig:
-    """Point a notebook's run at its folders (empty data_dir = the default search) and silence progress bars."""
+    """Point a notebook's run at its folders (empty data_dir = the default search), silence progress bars, and
+    compile a student when the plan runner was asked to (not a setting of the run: the hash stays)."""
     cfg.data.data_dir = data_dir or None
     cfg.results_dir, cfg.checkpoint_dir, cfg.progress = results_dir, checkpoint_dir, False
+    cfg.compile = cfg.compile or (cfg.kind == "student" and os.environ.get(COMPILE_ENV) == "1")
     return cfg
 
 
@@ -293,6 +299,8 @@ def _parser() -> argparse.ArgumentParser:
         p.add_argument("--results-dir", help="override results_dir for every job")
         p.add_argument("--checkpoint-dir", help="override checkpoint_dir for every job")
         p.add_argument("--data-dir", help="override data_dir for every job")
+    run.add_argument("--compile", action="store_true", help="torch.compile every student (regional; same results, "
+                     "~1.16x faster TITN training in bf16 on 2 EPYC cores, ~1 min of compiling per run)")  # fmt: skip
     launch.add_options(run)
     return parser
 
@@ -327,6 +335,8 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "estimate":
             _estimate(args.plan, jobs)
             return 0
+        if args.compile:  # the notebooks' kernels inherit it
+            os.environ[COMPILE_ENV] = "1"
         summary = run_plan(jobs, launch.launcher_from(args, jobs))
     except TITNError as e:
         print(f"error: {e}", file=sys.stderr)
