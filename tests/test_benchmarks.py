@@ -32,3 +32,16 @@ def test_step_profile_kinds_cover_the_operators_that_matter():
     assert kind_of("aten::gelu_backward") == "activation and softmax"
     assert kind_of("aten::add_") == OTHER
     assert kind_of("AddmmBackward0") is None, "autograd wrappers own no work; counting them would double it"
+
+
+def test_teacher_throughput_records_every_variant_and_the_recipe_projection(tmp_path):
+    args = ["--batch-size", "8", "--steps", "1", "--rounds", "1", "--out", str(tmp_path)]
+    run_script("teacher_throughput.py", *args)
+    record = json.loads((tmp_path / "teacher-throughput-fastcnn-b8.json").read_text())
+    assert set(record["variants"]) == {"fp32 NCHW", "fp32 channels-last", "bf16 channels-last"}
+    assert all(v["train_images_per_s"] > 0 for v in record["variants"].values())
+    recipe = record["recipe"]
+    assert recipe["epochs"] == 16 and recipe["projected_train_hours"] > 0
+    # 3 x forward FLOPs x the recipe's images: airbench94's shape at 16 epochs of 45,000 images is ~0.5 PFLOPs
+    assert 0.4 < recipe["training_pflops"] < 0.6
+    assert record["machine"]["cores"] >= 1
