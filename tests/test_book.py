@@ -1,5 +1,7 @@
-"""The book as a reader sees it: built from a fresh smoke plan's results, opened in headless Chromium."""
+"""The book as a reader sees it: built from a fresh smoke plan's results, opened in headless Chromium; the tables
+its chapters make from results/; and the rule that no chapter or book helper types in a result."""
 
+import ast
 import json
 import os
 import re
@@ -10,11 +12,13 @@ from pathlib import Path
 from urllib.parse import unquote, urlparse
 
 import nbformat
+import numpy as np
 import pandas as pd
 import pytest
 from browser import chromium, screenshot_dir
 
-from titn_core import book, results
+from titn_core import book, paper, results
+from titn_core import book_ablations as ab
 from titn_core.ablations import CONTRASTS, FAMILIES
 from titn_core.book import STUDENT
 from titn_core.experiments import load_plan
@@ -37,45 +41,139 @@ def built_book(smoke_plan, tmp_path_factory) -> Path:
     return out / "_build" / "html"
 
 
+# --- no typed-in results -------------------------------------------------------------------------------------------
+
+BOOK_MODULES = ["book.py", "book_ablations.py", "book_provenance.py", "benchmark_tables.py", "report.py"]
+# numbers a chapter's prose may type that match the rule below but are not results, each with why
+NOT_RESULTS = {
+    10.0: "the training-set fraction the data-steps ablation repeats (a setting, ablations chapter)",
+    0.01: "what one test image of 10 000 is worth, in points (limitations chapter)",
+}
+NUMBER = re.compile(r"(?<![\w.])([+\-−]?)(\d+(?:\.\d+)?)(%|\s*points?\b)?")  # "top-5 %" is a name, not a result
+
+
+def _prose(markdown: str) -> str:
+    """A chapter without what is not prose typed by its writer: front matter, code cells and blocks, inline code,
+    math, link targets, glue roles (their numbers come from results/), arXiv ids and version numbers."""
+    text = re.sub(r"\A---\n.*?\n---\n", "", markdown, flags=re.S)
+    for pattern in [r"```.*?```", r"\{glue[^}]*\}`[^`]*`", r"`[^`\n]*`", r"\$\$.*?\$\$", r"\$[^$\n]+\$",
+                    r"\]\([^)]*\)", r"arXiv \d{4}\.\d{4,5}", r"\d+\.\d+\.\d+"]:  # fmt: skip
+        text = re.sub(pattern, " ", text, flags=re.S)
+    return text
+
+
+def _result_like(text: str) -> list[str]:
+    """Numbers that read as a result: any number with % or "points", a signed decimal (a difference), or a decimal
+    between 50 and 100 (an accuracy) -- unless it is one of the paper's or the project's own numbers in
+    titn_core/paper.py, or a setting listed in NOT_RESULTS."""
+    allowed = paper.claimed_numbers() | set(NOT_RESULTS)
+    found = []
+    for sign, value, unit in NUMBER.findall(text):
+        decimal = "." in value
+        if (unit or (sign and decimal) or (decimal and 50 <= float(value) <= 100)) and round(
+            float(value), 2
+        ) not in allowed:
+            found.append(sign + value + unit)
+    return found
+
+
+def _code_cells(markdown: str) -> list[str]:
+    """The chapter's code cells as Python, IPython magics left out."""
+    cells = re.findall(r"```\{code-cell\}[^\n]*\n(.*?)```", markdown, flags=re.S)
+    return ["\n".join(line for line in cell.splitlines() if not line.startswith(("%", ":"))) for cell in cells]
+
+
+def _typed_in_code(source: str) -> list[str]:
+    """In Python source: float literals between 50 and 100 (an accuracy typed in) and strings that type a
+    percentage or such an accuracy."""
+    found = []
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, ast.Constant) and isinstance(node.value, float) and 50 <= node.value <= 100:
+            found.append(repr(node.value))
+        elif isinstance(node, ast.Constant) and isinstance(node.value, str):
+            found += _result_like(node.value)
+    return found
+
+
+def test_no_chapter_or_book_helper_types_in_a_result():
+    """Every result the book shows is computed from results/ when it is built: the only result-like numbers typed
+    anywhere are in titn_core/paper.py (the paper's claims, this project's targets and thresholds, set beforehand).
+
+    The rule, over each chapter's prose (book/*.md without code, math, link targets, glue roles, arXiv ids and
+    version numbers): a number followed by % or "points", a signed decimal, or a decimal between 50 and 100 must be
+    one of paper.py's or a setting in NOT_RESULTS, which says why each is one. Over the chapters' code cells and the
+    book's helper modules: no float literal between 50 and 100, and no string typing such a number. Counts (60 000
+    images), hyperparameters (alpha 0.5) and sizes are not result-like under this rule and stay allowed."""
+    offences = {}
+    for chapter in sorted((ROOT / "book").glob("*.md")):
+        markdown = chapter.read_text()
+        found = _result_like(_prose(markdown)) + [n for cell in _code_cells(markdown) for n in _typed_in_code(cell)]
+        if found:
+            offences[f"book/{chapter.name}"] = found
+    for module in BOOK_MODULES:
+        if found := _typed_in_code((ROOT / "titn_core" / module).read_text()):
+            offences[f"titn_core/{module}"] = found
+    assert offences == {}, (
+        f"typed-in result-like numbers (compute them, or glue them from titn_core/paper.py): {offences}"
+    )
+
+
+def test_the_rule_catches_typed_results_and_lets_the_papers_numbers_and_settings_through():
+    assert _result_like("TITN reaches 98.38 against 97.1%, +0.70 points") == ["98.38", "97.1%", "+0.70 points"]
+    assert _result_like("the paper reports 99.56% and 92.03; 60 000 images; alpha 0.5; a 10% fraction") == []
+    assert _result_like(_prose("arXiv 2502.16762, torch 2.14.1, $T=98.5$, `x = 77.5`, {glue:text}`a:.2f`%")) == []
+    assert _typed_in_code("x = 99.54\ny = f'{z:.2f}%'\nw = 'gap 1.5 points'") == ["99.54", "1.5 points"]
+
+
+def test_every_code_cell_of_the_book_can_be_opened_by_the_reader():
+    """hide-input (a "show code" toggle), never remove-input: the reader can see how each table was made."""
+    for chapter in sorted((ROOT / "book").glob("*.md")):
+        assert "remove-input" not in chapter.read_text(), chapter.name
+
+
+# --- the tables, from the smoke plan's results ----------------------------------------------------------------------
+
+
 def test_book_tables_come_from_results(smoke_plan):
     where, _ = smoke_plan
-    os.environ["TITN_RESULTS_DIR"] = where["results_dir"]
-    try:
-        runs = book.main_runs()
-        head = book.headline(runs)
-    finally:
-        del os.environ["TITN_RESULTS_DIR"]
+    runs = book.main_runs(results.load(where["results_dir"]))
+    head = book.headline(runs)
     assert {"teacher", "TITN + KD (paper)", "TITN (no KD)"} <= set(runs["role"])
     mnist = head[head["dataset"] == "MNIST"].iloc[0]
     student = runs[runs["role"] == "TITN + KD (paper)"].iloc[0]
     assert mnist["ours top-1"] == f"{student['test_top1']:.2f}" and mnist["paper top-1"] == 99.56
     assert "smoke profile" in mnist["budget"] and mnist["data"] == "MNIST (exact)"
     assert head[head["dataset"] == "CIFAR-100"].iloc[0]["ours top-1"] == "not run"
+    table = book.comparison(runs, "cifar100")
+    assert (table["test top-1"] == "not run yet").all(), "every role of a dataset without runs, with its command"
+    assert table["command"].str.startswith("python -m titn_core").all()
 
 
-def test_budget_table_sets_the_ablations_shorter_runs_beside_the_main_ones(smoke_plan):
+def test_schedules_set_the_ablations_shorter_runs_beside_the_main_ones(smoke_plan):
     where, _ = smoke_plan
-    table = book.budget_table(results.load(where["results_dir"]), "mnist", "smoke")
+    table = book.schedules(results.load(where["results_dir"]), "mnist", "smoke")
     student = table[table["role"] == "TITN + KD (paper)"]
     assert list(student["epochs"]) == [1, 3], "the inner ablation's 1-epoch run and the 3-epoch main run"
     assert set(table["role"]) == {"TITN + KD (paper)", "TITN (no KD)"}, "the ViT ablation variant is not the ViT role"
     assert (table["train s/epoch (median)"] > 0).all(), "each schedule's typical epoch, beside its total hours"
 
 
-def test_inner_note_states_the_inner_transformers_gain_and_its_cost_in_wall_time():
-    runs = pd.DataFrame(
-        {
-            "role": ["TITN + KD (paper)", "TITN (no KD)", "TITN (no KD)", "ViT (no KD)"],
-            "dataset": "cifar10",
-            "profile": "cpu",
-            "seed": [0, 0, 1, 0],
-            "test_top1": [80.0, 74.0, 76.0, 76.5],
-            "wall_seconds": [5000.0, 5000.0, 5000.0, 2000.0],
-        }  # fmt: skip
-    )
-    note = book.inner_note(runs, "cifar10")
-    assert "TITN 75.00 ± 1.41 against ViT 76.50" in note and "-1.50 points" in note and "2.5x" in note
-    assert book.inner_note(runs[runs["role"] != "ViT (no KD)"], "cifar10") == ""
+def test_role_means_give_every_role_and_nan_for_one_not_run():
+    shown = pd.DataFrame(
+        {"role": ["TITN + KD (paper)", "TITN (no KD)", "TITN (no KD)"], "test_top1": [80.0, 74.0, 76.0],
+         "wall_seconds": [3600.0, 7200.0, 3600.0]}
+    )  # fmt: skip
+    means = book.role_means(shown)
+    assert list(means.index) == list(book.ROLES)
+    assert means.loc["TITN (no KD)"].tolist() == [75.0, 1.5, 2.0] and means.loc["ViT (no KD)"].isna().all()
+    assert book.number(means.loc["TITN (no KD)", "test_top1"] - means.loc["ViT (no KD)", "test_top1"]) == "n/a"
+    assert book.number(-1.5, "+.2f") == "-1.50" and book.mean_sd(shown["test_top1"][1:]) == "75.00 ± 1.41"
+
+
+def test_styled_tables_show_missing_values_as_a_dash_and_an_empty_table_as_the_chapters_words():
+    html = book.styled(pd.DataFrame({"a": [1.234, np.nan]}), "none", precision=1).to_html()
+    assert "1.2" in html and ">-<" in html and "1.234" not in html
+    assert book.styled(pd.DataFrame(), "no run yet").data == "*no run yet*"
 
 
 def test_typical_epoch_time_ignores_one_epoch_slowed_by_other_work(tmp_path):
@@ -86,10 +184,10 @@ def test_typical_epoch_time_ignores_one_epoch_slowed_by_other_work(tmp_path):
         pd.DataFrame({"epoch": [1, 2, 3], "epoch_train_seconds": seconds}).to_csv(run_dir / "history.csv", index=False)
         paths.append(str(run_dir))
     runs = pd.DataFrame({"path": paths, "seed": [0, 1]})
-    assert book._median_epoch_seconds(runs) == 100.5, "median of the six epochs; the 1500 s epoch does not count"
+    assert book.median_epoch_seconds(runs) == 100.5, "median of the six epochs; the 1500 s epoch does not count"
 
 
-def test_equal_compute_note_pits_the_titn_against_the_vit_schedule_of_closest_training_hours(tmp_path):
+def test_equal_compute_pits_the_titn_against_the_vit_schedule_of_closest_training_hours(tmp_path):
     def run(role: str, epochs: int, epoch_seconds: float, top1: float) -> dict:
         path = tmp_path / f"{role}-{epochs}"
         path.mkdir()
@@ -100,165 +198,134 @@ def test_equal_compute_note_pits_the_titn_against_the_vit_schedule_of_closest_tr
 
     main = [run("TITN (no KD)", 30, 120.0, 75.0), run("ViT (no KD)", 30, 60.0, 76.0)]
     index = pd.DataFrame(main + [run("ViT (no KD)", 60, 60.0, 78.5), run("ViT (no KD)", 10, 60.0, 66.0)])
-    note = book.equal_compute_note(index, "cifar10", "cpu")
-    assert "TITN (no KD), 30 epochs, 75.00 in 1.00 h" in note and "ViT (no KD), 60 epochs, 78.50 in 1.00 h" in note
-    assert "TITN minus ViT -3.50 points" in note
-    assert book.equal_compute_note(pd.DataFrame(main), "cifar10", "cpu") == "", "equal epochs only: nothing to add"
+    equal = book.equal_compute(book.schedules(index, "cifar10", "cpu"), main_epochs=30)
+    assert equal[["role", "epochs", "train h"]].values.tolist() == [["TITN (no KD)", 30, 1.0], ["ViT (no KD)", 60, 1.0]]
+    assert equal["top1"].iloc[0] - equal["top1"].iloc[-1] == -3.5
+    assert book.equal_compute(book.schedules(pd.DataFrame(main), "cifar10", "cpu"), 30).empty, "equal epochs only"
 
 
-def test_headline_sentence_states_each_reached_number_and_names_what_was_not_run():
-    table = pd.DataFrame(
-        {
-            "dataset": ["MNIST", "CIFAR-10", "CIFAR-100"],
-            "data": ["MNIST (exact)", "CIFAR-10 (JPEG-q75)", "-"],
-            "ours top-1": ["99.54 ± 0.01", "80.39 ± 0.98", "not run"],
-        }  # fmt: skip
-    )
-    assert book.headline_sentence(table, 14) == (
-        "Our distilled TITN reaches 99.54 ± 0.01 % on MNIST (exact) and 80.39 ± 0.98 % on CIFAR-10 (JPEG-q75), "
-        "from 14 completed runs in the main comparison; CIFAR-100 has not been run yet (see its chapter)."
-    )
-    nothing = table.assign(**{"ours top-1": "not run"})
-    assert book.headline_sentence(nothing, 0).startswith("No distilled TITN run is in results/ yet; MNIST has not")
-
-
-def test_findings_are_signed_differences_of_the_results():
+def test_cpu_targets_say_met_or_not_by_how_much_and_flag_overlong_runs():
     runs = pd.DataFrame(
-        {
-            "role": ["TITN + KD (paper)", "TITN (no KD)", "teacher"],
-            "dataset": "mnist",
-            "profile": "cpu",
-            "seed": 0,
-            "test_top1": [99.5, 99.0, 99.6],
-            "data_variant": "MNIST (exact)",
-        }  # fmt: skip
-    )
-    text = book.findings(runs)
-    assert text.startswith("- **MNIST (exact)** (cpu profile): distillation (TITN + KD minus TITN): +0.50 points")
-    assert "teacher minus its distilled student: +0.10 points" in text and "inner transformer" not in text, "no ViT"
-    assert book.findings(runs[runs["role"] != "TITN + KD (paper)"]) == "", "nothing without a distilled student"
+        {"role": "TITN + KD (paper)", "dataset": ["mnist", "cifar10"], "profile": "cpu", "seed": 0,
+         "test_top1": [99.5, 80.0], "wall_seconds": [3600.0, 4 * 3600.0], "data_variant": ["MNIST", "C"]}
+    )  # fmt: skip
+    table = book.cpu_targets(runs).set_index("dataset")
+    assert table.loc["MNIST", ["target met", "within 3 h"]].tolist() == ["yes", "yes"]
+    assert table.loc["CIFAR-10", ["reached minus target", "target met", "within 3 h"]].tolist() == [-5.0, "no", "no"]
+    assert table.loc["CIFAR-100", "target met"] == "-"
 
 
-def test_cpu_targets_say_met_or_by_how_much_not_and_flag_overlong_runs():
-    runs = pd.DataFrame(
-        {
-            "role": "TITN + KD (paper)",
-            "dataset": ["mnist", "cifar10"],
-            "profile": "cpu",
-            "seed": 0,
-            "test_top1": [99.5, 80.0],
-            "wall_seconds": [3600.0, 4 * 3600.0],
-            "data_variant": ["MNIST", "C"],
-        }  # fmt: skip
-    )
-    met = book.cpu_targets(runs).set_index("dataset")["met"]
-    assert met["MNIST"] == "yes" and met["CIFAR-10"] == "no (-5.00); over the 3 h budget" and met["CIFAR-100"] == "-"
-
-
-def test_transfer_note_measures_how_much_of_the_teachers_lead_distillation_closed():
+def test_transfer_measures_how_much_of_the_teachers_lead_distillation_closed():
     classes = pd.DataFrame(
-        {
-            "class": ["a", "b", "c"],
-            "TITN + KD (paper)": [80.0, 70.0, 90.0],
-            "TITN (no KD)": [70.0, 68.0, 89.0],
-            "teacher": [90.0, 72.0, 91.0],
-        }  # fmt: skip
-    )
+        {"class": ["a", "b", "c"], "TITN + KD (paper)": [80.0, 70.0, 90.0], "TITN (no KD)": [70.0, 68.0, 89.0],
+         "teacher": [90.0, 72.0, 91.0]}
+    )  # fmt: skip
     classes["KD gain"] = classes["TITN + KD (paper)"] - classes["TITN (no KD)"]
-    note = book.transfer_note(classes)
-    assert "r = 1.00 over 3 classes" in note and "closed 50% of that gap" in note  # 13 of 26 points
-    assert book.transfer_note(classes.drop(columns="teacher")) == ""
+    numbers = book.transfer(classes)
+    assert numbers["r"] == pytest.approx(1.0) and numbers["closed %"] == 50 and numbers["classes"] == 3  # 13 of 26
+    assert np.isnan(book.transfer(classes.drop(columns="teacher"))["r"])
+
+
+def test_teacher_checkpoints_show_when_distilled_runs_learned_from_an_earlier_teacher():
+    shown = pd.DataFrame(
+        {"role": ["teacher", STUDENT, STUDENT, "TITN (no KD)"], "best_test_top1": [99.59, 99.5, 99.5, 99.0],
+         "teacher_test_top1": [None, 99.62, 99.59, None]}
+    )  # fmt: skip
+    table = book.teacher_checkpoints(shown)
+    assert table.values.tolist() == [[99.59, 1, "yes"], [99.62, 1, "no"]]
+    assert book.teacher_checkpoints(shown[shown["role"] != STUDENT]).empty
+
+
+def test_pending_runs_name_the_plans_training_runs_not_yet_complete(tmp_path, monkeypatch):
+    monkeypatch.setenv("TITN_RESULTS_DIR", str(tmp_path))
+    pending = book.pending_runs("cifar10", "cpu")
+    assert pending[["role", "epochs", "seed"]].values.tolist() == [["ViT (no KD)", 60, 0], ["TITN + KD (paper)", 60, 0]]
+    assert set(pending["plan"]) == {"plans/cifar10-long.yaml"}
+    assert book.pending_runs("mnist", "cpu").empty, "no MNIST plan"
+    plan = ROOT / "plans" / "cifar10-long.yaml"
+    vit = next(job for job in load_plan(plan, {"results_dir": str(tmp_path)}) if job.parameters.get("model"))
+    vit.out_dir.mkdir(parents=True)
+    vit.executed_path.write_text("{}")
+    vit.record_path.write_text(json.dumps({"complete": True, "key": vit.key}))
+    assert book.pending_runs("cifar10", "cpu")["role"].tolist() == ["TITN + KD (paper)"]
+
+
+# --- ablations ------------------------------------------------------------------------------------------------------
 
 
 def _ablation_rows(top1_by_variant: dict[str, list[float]]) -> pd.DataFrame:
     return pd.DataFrame(
         [
-            {"variant": v, "seed": seed, "test_top1": t, "params": 2e6, "wall_seconds": 600.0, "epochs": 4}
+            {"variant": v, "seed": seed, "test_top1": t, "params": 2e6, "wall_seconds": 600.0, "epochs": 4,
+             "family": "f", "dataset": "mnist", "profile": "cpu", "data_variant": "MNIST (exact)"}
             for v, values in top1_by_variant.items()
             for seed, t in enumerate(values)
         ]
-    )
+    )  # fmt: skip
 
 
 def test_ablation_summary_measures_each_variant_against_the_familys_first():
-    summary = book.ablation_summary(
-        _ablation_rows({"no KD": [98.0, 98.2], "soft": [98.5, 98.5], "paper": [99.0, 99.4]})
-    )
+    summary = ab.summary(_ablation_rows({"no KD": [98.0, 98.2], "soft": [98.5, 98.5], "paper": [99.0, 99.4]}))
     assert list(summary.index) == ["no KD", "soft", "paper"], "the family's order, not sorted"
     assert list(summary["vs no KD"]) == [0.0, 0.4, 1.1] and list(summary["seeds"]) == [2, 2, 2]
     assert summary.loc["paper", "sd"] == pytest.approx(0.28, abs=0.01) and summary.loc["paper", "minutes"] == 10
 
 
-def test_ablation_note_says_whether_the_best_margin_clears_the_seed_noise():
-    clear = book.ablation_note(book.ablation_summary(_ablation_rows({"a": [98.0, 98.2], "b": [99.0, 99.4]})))
-    assert "**b** at 99.20, +1.10 points over a" in clear and "clears twice the largest seed SD" in clear
-    noisy = book.ablation_note(book.ablation_summary(_ablation_rows({"a": [98.0, 99.0], "b": [98.6, 98.8]})))
-    assert "is within twice the largest seed SD of the family (1.42)" in noisy
-    single = book.ablation_note(book.ablation_summary(_ablation_rows({"a": [98.0], "b": [98.3]})))
-    assert "One seed per variant" in single
-    assert "the reference itself" in book.ablation_note(
-        book.ablation_summary(_ablation_rows({"a": [99.0], "b": [98.0]}))
-    )
+def test_readings_say_whether_the_best_margin_clears_the_seed_noise():
+    def reading(top1: dict) -> pd.Series:
+        return ab.readings(_ablation_rows(top1)).iloc[0]
+
+    clear = reading({"a": [98.0, 98.2], "b": [99.0, 99.4]})
+    assert (clear["best"], clear["margin"], clear["clears the noise"]) == ("b", 1.1, "yes")
+    noisy = reading({"a": [98.0, 99.0], "b": [98.6, 98.8]})
+    assert (noisy["seed noise"], noisy["clears the noise"]) == (1.42, "no")
+    assert reading({"a": [98.0], "b": [98.3]})["clears the noise"] == "one seed"
+    assert reading({"a": [99.0], "b": [98.0]})[["best", "margin"]].tolist() == ["a", 0.0], "the reference itself"
 
 
-def test_contrast_reads_the_inner_family_as_titn_minus_vit_with_and_without_kd():
+def test_contrasts_read_the_inner_family_as_titn_minus_vit_with_and_without_kd():
     rows = _ablation_rows(
         {"TITN (inner on)": [97.5, 97.7], "ViT (inner off)": [95.5, 95.7], "TITN + KD": [99.0], "ViT + KD": [99.1]}
-    )
-    assert book.contrast("inner", rows) == (
-        "Inner transformer (TITN minus ViT), without KD: +2.00 points (97.60 ± 0.14 vs 95.60 ± 0.14; 2 vs 2 runs); "
-        "with KD: -0.10 points (99.00 vs 99.10; 1 vs 1 runs)."
-    )
-    assert book.contrast("inner", _ablation_rows({"a": [1.0]})) == ""
-    assert book.contrast("temperature", rows) == "", "a family without pairs has no contrast"
+    ).assign(family="inner")
+    table = ab.contrasts(rows)
+    assert table[["when", "points", "runs"]].values.tolist() == [
+        ["without KD", 2.0, "2 vs 2"],
+        ["with KD", -0.1, "1 vs 1"],
+    ]
+    assert table["variant"].iloc[0] == "TITN (inner on): 97.60 ± 0.14"
+    assert ab.contrasts(_ablation_rows({"a": [1.0]}).assign(family="inner")).empty
+    assert ab.contrasts(rows.assign(family="temperature")).empty, "a family without pairs has no contrast"
 
 
-def test_contrast_reads_the_data_family_as_the_kd_gain_per_training_set_size():
+def test_contrasts_read_the_data_family_as_the_kd_gain_per_training_set_size():
     rows = _ablation_rows({"10% data": [90.0], "10% data, KD": [93.0], "100% data": [97.0], "100% data, KD": [97.5]})
-    text = book.contrast("data", rows)
-    assert text.startswith("Distillation (KD minus no KD), 10% of the training set: +3.00 points")
-    assert "100% of the training set: +0.50 points" in text and "25%" not in text, "pairs without runs are left out"
+    table = ab.contrasts(rows.assign(family="data"))
+    assert table[["when", "points"]].values.tolist() == [
+        ["10% of the training set", 3.0], ["100% of the training set", 0.5],
+    ], "pairs without runs (25%, 50%) are left out"  # fmt: skip
 
 
-def test_teacher_mix_note_names_the_variants_of_each_teacher_checkpoint():
+def test_teacher_mix_names_the_variants_of_each_teacher_checkpoint():
     rows = _ablation_rows({"T=1": [97.8], "T=4": [96.6], "T=8": [97.3], "no KD": [96.0]})
     rows["run_id"] = ["a", "b", "c", "d"]
     index = pd.DataFrame(
-        {
-            "run_id": ["a", "b", "c", "d"],
-            "teacher": ["resnet-small"] * 3 + [None],
-            "teacher_test_top1": [99.59, 99.62, 99.59, None],
-        }
-    )
-    note = book.teacher_mix_note(rows, index)
-    assert "resnet-small scoring 99.59 for T=1, T=8; resnet-small scoring 99.62 for T=4" in note
+        {"run_id": ["a", "b", "c", "d"], "teacher": ["resnet-small"] * 3 + [None],
+         "teacher_test_top1": [99.59, 99.62, 99.59, None]}
+    )  # fmt: skip
+    assert ab.teacher_mix(rows, index).values.tolist() == [
+        ["resnet-small", 99.59, "T=1, T=8"], ["resnet-small", 99.62, "T=4"],
+    ]  # fmt: skip
     index["teacher_test_top1"] = [99.62, 99.62, 99.62, None]
-    assert book.teacher_mix_note(rows, index) == "", "one checkpoint: nothing to say"
+    assert ab.teacher_mix(rows, index).empty, "one checkpoint: nothing to show"
     index["teacher"] = ["resnet-small", "resnet18", "resnet-small", None]
     index["teacher_test_top1"] = [99.62, 99.7, 99.62, None]
-    assert book.teacher_mix_note(rows, index) == "", "the teacher family compares different teachers on purpose"
+    assert ab.teacher_mix(rows, index).empty, "the teacher family compares different teachers on purpose"
 
 
 def test_every_contrast_pairs_variants_of_its_family():
     for family, (_, pairs) in CONTRASTS.items():
         labels = {label for label, _, _ in FAMILIES[family]}
         assert {label for pair in pairs.values() for label in pair} <= labels, family
-
-
-def test_ablation_digest_gives_each_family_run_its_reading_and_budget():
-    distillation = _ablation_rows({"no KD": [97.0, 97.2], "paper": [99.0, 99.2]}).assign(
-        family="distillation", dataset="mnist", profile="cpu", data_variant="MNIST (exact)"
-    )
-    inner = _ablation_rows({"TITN (inner on)": [80.0], "ViT (inner off)": [78.5]}).assign(
-        family="inner", dataset="cifar10", profile="cpu", data_variant="CIFAR-10 (JPEG-q75)", epochs=10
-    )
-    lines = book.ablation_digest(pd.concat([distillation, inner], ignore_index=True)).splitlines()
-    assert lines[0].startswith("- *distillation*, MNIST (exact) (cpu profile, 4 epochs, 2 seed(s)): Best: **paper**")
-    assert lines[1] == (
-        "- *inner*, CIFAR-10 (JPEG-q75) (cpu profile, 10 epochs, 1 seed(s)): Inner transformer (TITN minus ViT), "
-        "without KD: +1.50 points (80.00 vs 78.50; 1 vs 1 runs)."
-    )
-    assert book.ablation_digest(pd.DataFrame()) == ""
 
 
 def test_families_run_on_two_datasets_are_set_side_by_side_with_their_agreement():
@@ -269,54 +336,23 @@ def test_families_run_on_two_datasets_are_set_side_by_side_with_their_agreement(
         for v, top1 in zip(["no KD", "soft", "feature"], scores, strict=True)
     ]  # fmt: skip
     table = pd.DataFrame(rows + [base | {"family": "inner", "dataset": "mnist", "variant": "x", "test_top1": 1.0}])
-    across = book.ablation_across_datasets(table)
+    across = ab.across_datasets(table)
     assert list(across) == ["distillation"], "a family run on one dataset only has nothing to compare"
     deltas = across["distillation"]
     assert list(deltas.columns) == ["MNIST (4 ep)", "CIFAR10 (10 ep)"]
     assert deltas.loc["soft"].tolist() == [-1.0, 6.0] and deltas.loc["feature"].tolist() == [2.0, 13.0]
-    note = book.agreement_note(deltas)
-    assert "MNIST (4 ep): **feature**; CIFAR10 (10 ep): **feature**" in note and "+0.50" in note
+    agreement = ab.agreement(deltas)
+    assert agreement.tolist() == ["feature", "feature", 0.5]
 
 
-def test_pending_ablations_lists_the_plans_families_without_a_summary(tmp_path, monkeypatch):
+def test_pending_ablations_list_the_plans_families_without_a_summary(tmp_path, monkeypatch):
     monkeypatch.setenv("TITN_RESULTS_DIR", str(tmp_path))
-    everything = book.pending_ablations()
-    assert "distillation on MNIST, 4 epochs" in everything and "inner on CIFAR-10, 10 epochs" in everything
+    everything = ab.pending().values.tolist()
+    assert ["distillation", "MNIST", 4] in everything and ["inner", "CIFAR-10", 10] in everything
     done = tmp_path / "ablations" / "distillation-mnist-cpu"
     done.mkdir(parents=True)
     (done / "summary.csv").write_text("variant,seed,test_top1\n")
-    assert book.pending_ablations() == [f for f in everything if f != "distillation on MNIST, 4 epochs"]
-
-
-def test_pending_runs_names_the_plans_training_runs_not_yet_complete(tmp_path, monkeypatch):
-    monkeypatch.setenv("TITN_RESULTS_DIR", str(tmp_path))
-    plan = ROOT / "plans" / "cifar10-long.yaml"
-    assert book.pending_runs(plan, "cifar10", "cpu") == [
-        "ViT (no KD), 60 epochs, seed 0",
-        "TITN + KD (paper), 60 epochs, seed 0",
-    ]
-    assert book.pending_runs(plan, "mnist", "cpu") == [], "the plan has no MNIST run"
-    vit = next(job for job in load_plan(plan, {"results_dir": str(tmp_path)}) if job.parameters.get("model"))
-    vit.out_dir.mkdir(parents=True)
-    vit.executed_path.write_text("{}")
-    vit.record_path.write_text(json.dumps({"complete": True, "key": vit.key}))
-    assert book.pending_runs(plan, "cifar10", "cpu") == ["TITN + KD (paper), 60 epochs, seed 0"]
-
-
-def test_teacher_note_says_when_distilled_runs_learned_from_an_earlier_teacher_checkpoint():
-    runs = pd.DataFrame(
-        {"dataset": "mnist", "profile": "cpu", "role": ["teacher", STUDENT, STUDENT, "TITN (no KD)"],
-         "model": ["resnet-small", "titn-tiny", "titn-tiny", "titn-tiny"], "seed": [0, 0, 1, 0],
-         "best_test_top1": [99.59, 99.5, 99.5, 99.0], "teacher_test_top1": [None, 99.62, 99.59, None]}
-    )  # fmt: skip
-    note = book.teacher_note(runs, "mnist")
-    assert (
-        "resnet-small teacher's latest training, whose best checkpoint (the one students distil from) scores 99.59"
-        in note
-    )
-    assert "1 of the 2 distilled runs here learned from an earlier checkpoint scoring 99.62" in note
-    runs.loc[1, "teacher_test_top1"] = 99.59
-    assert book.teacher_note(runs, "mnist") == "", "every run learned from the teacher shown"
+    assert ab.pending().values.tolist() == [f for f in everything if f != ["distillation", "MNIST", 4]]
 
 
 def test_ablations_list_each_familys_datasets_in_the_books_order(tmp_path, monkeypatch):
@@ -324,10 +360,13 @@ def test_ablations_list_each_familys_datasets_in_the_books_order(tmp_path, monke
     for name in ["distillation-cifar10-cpu", "distillation-mnist-cpu", "inner-mnist-cpu"]:
         (tmp_path / "ablations" / name).mkdir(parents=True)
         (tmp_path / "ablations" / name / "summary.csv").write_text("variant,seed,test_top1\nx,0,1.0\n")
-    table = book.ablations()
+    table = ab.ablations()
     assert list(zip(table["family"], table["dataset"], strict=True)) == [
         ("distillation", "mnist"), ("distillation", "cifar10"), ("inner", "mnist"),
     ]  # fmt: skip
+
+
+# --- the built book, in a browser -----------------------------------------------------------------------------------
 
 
 def _pages(html: Path) -> list[Path]:
@@ -377,10 +416,22 @@ def _offers_the_chapter_as_a_notebook(page, html: Path) -> None:
     page.keyboard.press("Escape")
 
 
+def _opens_the_code_of_a_cell(page, html: Path) -> None:
+    """A hide-input cell's "show code" toggle opens: the code that made the cell's table or figure is hidden until
+    the reader clicks the toggle, then visible."""
+    cell = page.locator(".cell.tag_hide-input").first
+    code = cell.locator(".cell_input")
+    assert not code.is_visible(), f"{html.name}: the code should start folded"
+    cell.locator("summary").first.click()
+    code.wait_for(state="visible", timeout=5000)
+    assert "import" in code.inner_text() or "book." in code.inner_text(), f"{html.name}: the toggle shows no code"
+
+
 def test_chromium_renders_pages_without_broken_images_empty_tables_or_errors(built_book, tmp_path):
     shots = screenshot_dir(tmp_path)
     with chromium() as browser:
         page = browser.new_page(viewport={"width": 1280, "height": 900})
+        toggled = set()
         for html in _pages(built_book):
             page.goto(html.as_uri())
             page.wait_for_load_state("load")
@@ -396,9 +447,14 @@ def test_chromium_renders_pages_without_broken_images_empty_tables_or_errors(bui
             assert errors == 0, f"{html.name}: {errors} error output(s)"
             assert "Traceback (most recent call last)" not in page.inner_text("main")
             _offers_the_chapter_as_a_notebook(page, html)
+            if page.locator(".cell.tag_hide-input").count():
+                _opens_the_code_of_a_cell(page, html)
+                toggled.add(html.stem)
             if html.stem in ("intro", "mnist"):
                 page.screenshot(path=str(shots / f"{html.stem}.png"), full_page=True)
     assert (shots / "intro.png").stat().st_size > 10_000 and (shots / "mnist.png").stat().st_size > 10_000
+    chapters = {p.stem for p in (ROOT / "book").glob("*.md") if "{code-cell}" in p.read_text()}
+    assert chapters <= toggled, f"chapters whose code toggle was not opened: {chapters - toggled}"
 
 
 def test_dataset_chapter_has_figures_and_the_comparison_table(built_book):
@@ -408,6 +464,15 @@ def test_dataset_chapter_has_figures_and_the_comparison_table(built_book):
     assert "<th" in table and all(f">{role}<" in table for role in ("TITN + KD (paper)", "TITN (no KD)", "teacher"))
     assert "Counting its teacher, the distilled student cost" in html, "distillation priced with the teacher's hours"
     assert "agrees with teacher (%)" in html and "KD gain" in html, "fidelity and per-class tables"
+    assert html.count('class="pasted-text"') >= 10, "the prose's numbers are glued from the results"
+    assert "tag_remove-input" not in html and html.count("tag_hide-input") >= 10, "every cell's code can be opened"
+
+
+def test_a_dataset_without_runs_says_plainly_what_is_missing(built_book):
+    html = (built_book / "book" / "cifar100.html").read_text()
+    assert html.count("not run yet") == 4, "each role of the comparison, none run"
+    assert "python -m titn_core train --dataset cifar100 --profile cpu --kd paper" in html, "with its command"
+    assert "no distilled run yet" in html and ">n/a<" in html, "the numbers that need a run say they are missing"
 
 
 def test_efficiency_chapter_renders_the_committed_benchmarks(built_book):

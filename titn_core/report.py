@@ -50,7 +50,7 @@ def bars(df: pd.DataFrame, x: str, y: str = "test_top1", hue: str | None = None,
     fig, ax = plt.subplots(figsize=(max(5, 1.1 * df[x].nunique()), 3.5))
     sns.barplot(df, x=x, y=y, hue=hue, errorbar="sd", ax=ax)
     low = max(0.0, df[y].min() - 5)
-    ax.set_ylim(low, min(100.0, df[y].max() + 2))
+    ax.set_ylim(low, min(100, df[y].max() + 2))
     ax.set_ylabel("test top-1 (%)" if y == "test_top1" else y)
     ax.tick_params(axis="x", rotation=30)
     ax.set_title(title)
@@ -152,3 +152,11 @@ def architecture_diagram():
             ha="center", fontsize=8, color="#444444")  # fmt: skip
     fig.tight_layout()
     return fig
+
+
+def show(fig) -> None:
+    """Display a figure where it is called (not at the end of the cell) and free it."""
+    from IPython.display import display
+
+    display(fig)
+    plt.close(fig)

@@ -1,0 +1,118 @@
+"""The ablations chapter's tables: every family's summary.csv under results/ablations/ as DataFrames.
+
+Data only, like `book`: each family's variants against its reference, its paired contrasts (inner: TITN minus
+ViT; data: KD minus no KD per training-set size), and whether the datasets agree. The chapter writes the prose.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+
+from .ablations import CONTRASTS
+from .book import DATASET_TITLES, mean_sd, results_dir, yes_no
+from .experiments import ROOT, load_plan
+
+NOISE = 2  # a margin is read as more than seed noise when it exceeds twice the family's largest seed SD
+
+
+def ablations() -> pd.DataFrame:
+    """Every ablation summary (one row per variant and seed) with its family, dataset and profile; within a family
+    the datasets come in the book's order (MNIST first), whatever their folder names sort to."""
+    names = ("family", "dataset", "profile")  # the folder is <family>-<dataset>-<profile>
+    frames = [pd.read_csv(path).assign(**dict(zip(names, path.parent.name.rsplit("-", 2), strict=True)))
+              for path in sorted((results_dir() / "ablations").glob("*/summary.csv"))]  # fmt: skip
+    if not frames:
+        return pd.DataFrame(columns=["family", "dataset", "profile", "variant", "seed", "test_top1"])
+    table = pd.concat(frames, ignore_index=True)
+    order = table["dataset"].map({d: i for i, d in enumerate(DATASET_TITLES)}).fillna(len(DATASET_TITLES))
+    return table.iloc[order.sort_values(kind="stable").index].sort_values("family", kind="stable", ignore_index=True)
+
+
+def groups(table: pd.DataFrame):
+    """((family, dataset, profile), rows) per ablation family run, in file order: what the chapter shows one by one."""
+    return table.groupby(["family", "dataset", "profile"], sort=False)
+
+
+def summary(rows: pd.DataFrame) -> pd.DataFrame:
+    """One family's variants (in the family's order) with mean/sd top-1 over seeds and the difference from the
+    family's first variant, its reference: the number an ablation is read by."""
+    out = rows.groupby("variant", sort=False).agg(
+        top1=("test_top1", "mean"), sd=("test_top1", "std"), seeds=("seed", "count"),
+        params_M=("params", lambda p: p.iloc[0] / 1e6), minutes=("wall_seconds", lambda s: s.mean() / 60),
+        **({"epochs": ("epochs", "first")} if "epochs" in rows else {}),
+    )  # fmt: skip
+    out.insert(2, f"vs {out.index[0]}", out["top1"] - out["top1"].iloc[0])
+    return out.round(2)
+
+
+def readings(table: pd.DataFrame) -> pd.DataFrame:
+    """Per family run: its best variant, the margin over the reference, and the seed noise it is read against
+    (twice the largest seed SD; NaN with one seed per variant, when there is no noise estimate)."""
+    rows = []
+    for (family, _, profile), group in groups(table):
+        s = summary(group)
+        best, noise = s["top1"].idxmax(), NOISE * s["sd"].max() if s["seeds"].min() > 1 else float("nan")
+        margin = s.loc[best, "top1"] - s["top1"].iloc[0]
+        rows.append({"family": family, "data": group["data_variant"].iloc[0], "profile": profile,
+                     "epochs": group["epochs"].iloc[0], "seeds": group["seed"].nunique(), "reference": s.index[0],
+                     "best": best, "best top-1": s.loc[best, "top1"], "margin": margin, "seed noise": noise,
+                     "clears the noise": "one seed" if pd.isna(noise) else yes_no(margin > noise)})  # fmt: skip
+    return pd.DataFrame(rows).round(2)
+
+
+def contrasts(table: pd.DataFrame) -> pd.DataFrame:
+    """The families read as paired differences (`ablations.CONTRASTS`), one row per pair whose two variants ran."""
+    rows = []
+    for (family, _, _), group in groups(table):
+        what, pairs = CONTRASTS.get(family, ("", {}))
+        top1 = {variant: g["test_top1"] for variant, g in group.groupby("variant")}
+        rows += [{"family": family, "data": group["data_variant"].iloc[0], "difference": what, "when": when,
+                  "points": top1[a].mean() - top1[b].mean(), "variant": f"{a}: {mean_sd(top1[a])}",
+                  "control": f"{b}: {mean_sd(top1[b])}", "runs": f"{len(top1[a])} vs {len(top1[b])}"}
+                 for when, (a, b) in pairs.items() if a in top1 and b in top1]  # fmt: skip
+    return pd.DataFrame(rows).round(2)
+
+
+def teacher_mix(rows: pd.DataFrame, index: pd.DataFrame) -> pd.DataFrame:
+    """One family's distilled variants grouped by the teacher checkpoint they learned from, when one teacher was
+    retrained between them (part of their differences may then be the teacher's); empty otherwise."""
+    used = rows[["run_id", "variant"]].merge(index[["run_id", "teacher", "teacher_test_top1"]], on="run_id")
+    used = used.dropna(subset=["teacher_test_top1"])
+    mixed = used.groupby("teacher")["teacher_test_top1"].transform("nunique") > 1
+    by = used[mixed].groupby(["teacher", "teacher_test_top1"])["variant"]
+    return by.agg(lambda v: ", ".join(v.unique())).rename("variants").reset_index()
+
+
+def across_datasets(table: pd.DataFrame) -> dict[str, pd.DataFrame]:
+    """Per family run on more than one dataset: each variant's difference from the family's reference, one column
+    per dataset and budget, so a reader sees whether what MNIST showed carries over to the harder data."""
+    columns: dict[str, dict[str, pd.Series]] = {}
+    for (family, _, profile), rows in groups(table):
+        if table.loc[table["family"] == family, "dataset"].nunique() > 1:
+            s = summary(rows)
+            budget = f"{int(s['epochs'].iloc[0])} ep" if "epochs" in s else profile
+            columns.setdefault(family, {})[f"{rows['data_variant'].iloc[0]} ({budget})"] = s[f"vs {s.index[0]}"]
+    return {family: pd.DataFrame(deltas).rename_axis(next(iter(deltas.values())).name)
+            for family, deltas in columns.items()}  # fmt: skip
+
+
+def agreement(deltas: pd.DataFrame) -> pd.Series:
+    """Whether the datasets agree: each one's best variant, and the rank correlation of the variants' differences
+    between the first two datasets over the variants both ran (1: same order; NaN with fewer than 3 in common)."""
+    both = deltas.iloc[:, :2].dropna()
+    rho = both.rank().corr().iloc[0, 1] if len(both) >= 3 else float("nan")
+    return pd.Series({f"best on {c}": deltas[c].idxmax() for c in deltas} | {"rank correlation": round(rho, 2)})
+
+
+def pending(plan: Path = ROOT / "plans" / "cpu.yaml") -> pd.DataFrame:
+    """The plan's ablation families with no summary under the results folder yet, so a reader sees what is still
+    coming rather than guessing why a family is absent."""
+    rows = [
+        {"family": job.parameters["family"], "dataset": DATASET_TITLES[job.parameters["dataset"]],
+         "epochs": job.parameters.get("epochs") or "profile's"}
+        for job in load_plan(plan, {"results_dir": str(results_dir())})
+        if Path(job.notebook).stem == "ablation" and not (job.out_dir / "summary.csv").exists()
+    ]  # fmt: skip
+    return pd.DataFrame(rows, columns=["family", "dataset", "epochs"])

@@ -1,0 +1,54 @@
+"""Where the book's numbers come from: the data each run saw and the settings each profile trains with. Data
+only; the chapters write the prose."""
+
+from __future__ import annotations
+
+import pandas as pd
+
+from .book import DATASET_TITLES
+
+
+def data_provenance(datasets=tuple(DATASET_TITLES)) -> pd.DataFrame:
+    """What data each dataset's runs see on this machine: its label, file checksum, and how many images are only
+    approximations of the originals (from the file's own masks), with the most they can move a test top-1."""
+    from .data import load_arrays
+    from .errors import TITNError
+
+    rows = []
+    for dataset in datasets:
+        try:
+            a = load_arrays(dataset, download=False)
+        except TITNError:
+            rows.append({"dataset": DATASET_TITLES[dataset], "data": "not on this machine"})
+            continue
+        approx = 0 if a.exact_test is None else int((~a.exact_test).sum())
+        rows.append({"dataset": DATASET_TITLES[dataset], "data": a.variant, "sha256": (a.sha256 or "-")[:12],
+                     "train images": len(a.y_train), "test images": len(a.y_test), "approximate test images": approx,
+                     "most they can move test top-1 (points)": round(100 * approx / len(a.y_test), 2)})  # fmt: skip
+    return pd.DataFrame(rows)
+
+
+def profile_table() -> pd.DataFrame:
+    """The settings each profile trains with, read from the config code (so the book cannot drift from it)."""
+    from .config import build_config
+
+    rows = []
+    for profile in ("smoke", "cpu", "paper"):
+        for dataset in ("mnist", "cifar10"):
+            s, t = build_config(dataset, profile, kd="paper"), build_config(dataset, profile, kind="teacher")
+            m, d = s.model, s.data
+            aug = [f"crop±{d.crop_padding}"] + ["flip"] * d.flip + ["RandAugment"] * d.randaugment
+            aug += [f"mixup {d.mixup_alpha}"] * bool(d.mixup_alpha) + [f"cutmix {d.cutmix_alpha}"] * bool(
+                d.cutmix_alpha
+            )
+            aug += [f"label smoothing {d.label_smoothing}"] * bool(d.label_smoothing)
+            precision = {"bf16": "bf16 autocast", "off": "fp32"}.get(s.train.amp, "bf16 on CUDA, else fp32")
+            rows.append({"profile": profile, "dataset": DATASET_TITLES[dataset],
+                         "student": f"{m.preset}: patch {m.patch_size}, word {m.word_size}, d={m.outer_dim}, "
+                                    f"c={m.inner_dim}, depth {m.depth}, heads {m.outer_heads}/{m.inner_heads}",
+                         "epochs": s.train.epochs, "batch": s.train.batch_size, "lr (AdamW)": s.train.lr,
+                         "precision": precision,
+                         "augmentation": ", ".join(aug),
+                         "train images": "4096 subset" if d.train_subset else "all but 5000 held out for validation",
+                         "teacher": f"{s.distill.teacher} ({t.train.epochs} epochs)"})  # fmt: skip
+    return pd.DataFrame(rows)
