@@ -18,7 +18,6 @@ from __future__ import annotations
 import argparse
 import statistics
 import sys
-import time
 from pathlib import Path
 
 import torch
@@ -26,28 +25,22 @@ import torch.nn.functional as F
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "benchmarks"))
+
+from throughput import matmul_peak, timed  # noqa: E402
 
 from titn_core import hardware, storage  # noqa: E402
 from titn_core.complexity import count_flops  # noqa: E402
 from titn_core.config import build_config  # noqa: E402
 from titn_core.teachers import build_teacher  # noqa: E402
 
+CPU = torch.device("cpu")  # the teacher recipe this projects is the cpu profile's
 TRAIN_IMAGES = {"cifar10": 45_000, "cifar100": 45_000}  # 50,000 less the recipe's validation hold-out (2,000)
 VARIANTS = {  # name: (channels-last weights, bf16 autocast)
     "fp32 NCHW": (False, False),
     "fp32 channels-last": (True, False),
     "bf16 channels-last": (True, True),
 }
-
-
-def matmul_peak(dtype: torch.dtype, n: int = 2048, repeats: int = 8) -> float:
-    a, b = torch.randn(n, n, dtype=dtype), torch.randn(n, n, dtype=dtype)
-    best = float("inf")
-    for _ in range(repeats):
-        t = time.perf_counter()
-        a @ b
-        best = min(best, time.perf_counter() - t)
-    return 2 * n**3 / best
 
 
 class StepRunner:
@@ -69,13 +62,6 @@ class StepRunner:
         self.optimizer.zero_grad(set_to_none=True)
 
 
-def timed(fn, steps: int) -> float:
-    start = time.perf_counter()
-    for _ in range(steps):
-        fn()
-    return time.perf_counter() - start
-
-
 def measure(args) -> dict[str, float]:
     """images/s of a training step per variant (median of round-robin rounds)."""
     x = torch.randn(args.batch_size, 3, 32, 32)
@@ -86,7 +72,7 @@ def measure(args) -> dict[str, float]:
     seconds = {name: [] for name in runners}
     for _ in range(args.rounds):
         for name, runner in runners.items():
-            seconds[name].append(timed(runner.step, args.steps))
+            seconds[name].append(timed(runner.step, CPU, args.steps))
     return {name: args.batch_size * args.steps / statistics.median(s) for name, s in seconds.items()}
 
 
@@ -102,7 +88,7 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
 
     speeds = measure(args)
-    peaks = {"fp32": matmul_peak(torch.float32), "bf16": matmul_peak(torch.bfloat16)}
+    peaks = {"fp32": matmul_peak(CPU, torch.float32), "bf16": matmul_peak(CPU, torch.bfloat16)}
     forward_flops = count_flops(build_teacher(args.teacher, 3, args.classes), (32, 3, args.classes))
     cfg = build_config(args.dataset, "cpu", "teacher", teacher=args.teacher)
     recipe_precision = "bf16 channels-last" if cfg.train.amp == "bf16" else "fp32 channels-last"
