@@ -128,8 +128,8 @@ def test_distilled_student_reuses_one_trained_teacher(smoke_config):
 
 
 def test_cached_teacher_targets_replace_the_teachers_forward_per_step(smoke_config, monkeypatch):
-    """teacher_targets=cached: the teacher's mirror-averaged logits, computed once per training image, stand for every
-    augmented view; no teacher forward runs during training, and the run is its own config (its own hash)."""
+    """teacher_targets=cached: the teacher's logits (mirror-averaged where training flips), computed once per training
+    image, stand for every augmented view; no teacher forward runs during training, and the run has its own hash."""
     over = {"train.epochs": 1, "data.train_subset": 512, "distill.teacher_targets": "cached"}
     online = smoke_config(
         teacher="resnet-small", kd="hard", overrides={k: v for k, v in over.items() if "targets" not in k}
@@ -147,8 +147,11 @@ def test_cached_teacher_targets_replace_the_teachers_forward_per_step(smoke_conf
     assert logits.shape == (512, 10), "one row per training image"
     teacher, _ = trainer_module.load_teacher(cfg, torch.device("cpu"))
     images = make_splits(load_arrays("mnist", cfg.data.data_dir), cfg.data).x_train[:8]
-    mirrored = [predict(teacher, v, "mnist", 8, "cpu") for v in (images, images.flip(-1))]
-    assert torch.allclose(logits[:8], (mirrored[0] + mirrored[1]) / 2, atol=1e-4)
+    views = [predict(teacher, v, "mnist", 8, "cpu") for v in (images, images.flip(-1))]
+    assert torch.allclose(logits[:8], views[0], atol=1e-4), "MNIST trains without flips: no mirror in its targets"
+    cfg.data.flip = True  # where training flips, the mirror is a view the student sees and is averaged in
+    flipped = real_cache(teacher, images, cfg, "cpu", None)
+    assert torch.allclose(flipped, (views[0] + views[1]) / 2, atol=1e-4)
 
 
 def test_cached_teacher_targets_refuse_the_feature_term(smoke_config):

@@ -73,8 +73,8 @@ class DistillConfig:
     student_layer: int = -1  # outer block whose patch tokens are matched (-1 = last)
     teacher_layer: str = "layer3"  # teacher stage whose feature map is pooled to the student's patch grid
     # "online": the teacher sees every augmented batch (one teacher forward per step); "cached": its logits for each
-    # training image, averaged with the mirror image's, are computed once before the first step and stand for every
-    # augmented view of it (logit terms only; hashed only when set)
+    # training image (averaged with the mirror image's where data.flip) are computed once before the first step and
+    # stand for every augmented view of it (logit terms only; hashed only when set)
     teacher_targets: str = "online"
 
 

@@ -366,9 +366,11 @@ def set_up(cfg: RunConfig, ctx, device, run_id: str, run_dir: Path, ckpt_dir: Pa
 
 
 def cached_teacher_logits(teacher: nn.Module, images: torch.Tensor, cfg: RunConfig, device, autocast) -> torch.Tensor:
-    """The teacher's logits for every training image, averaged with its mirror image's (flip-invariant, and on the
-    fastcnn teacher better than one view): computed once, they replace a teacher forward per step."""
-    return predict(teacher, images, cfg.data.dataset, cfg.train.eval_batch_size, device, autocast, tta="flip")
+    """The teacher's logits for every training image, averaged with its mirror image's where training flips (the
+    mirror is then a view the student sees, and on fastcnn two views beat one; a mirrored digit is not a digit):
+    computed once, they replace a teacher forward per step."""
+    tta = "flip" if cfg.data.flip else "none"
+    return predict(teacher, images, cfg.data.dataset, cfg.train.eval_batch_size, device, autocast, tta=tta)
 
 
 def restore(run: Run) -> None:
