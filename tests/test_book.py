@@ -257,18 +257,24 @@ def _ablation_rows(top1_by_variant: dict[str, list[float]]) -> pd.DataFrame:
     return pd.DataFrame(
         [
             {"variant": v, "seed": seed, "test_top1": t, "params": 2e6, "wall_seconds": 600.0, "epochs": 4,
-             "family": "f", "dataset": "mnist", "profile": "cpu", "data_variant": "MNIST (exact)"}
+             "family": "f", "dataset": "mnist", "profile": "cpu", "data_variant": "MNIST (exact)",
+             "run_id": f"{v}-s{seed}"}
             for v, values in top1_by_variant.items()
             for seed, t in enumerate(values)
         ]
     )  # fmt: skip
 
 
-def test_ablation_summary_measures_each_variant_against_the_familys_first():
+def test_ablation_summary_measures_each_variant_against_the_familys_first(tmp_path, monkeypatch):
+    monkeypatch.setenv("TITN_RESULTS_DIR", str(tmp_path))
+    for seed, slowed in enumerate((500.0, 900.0)):  # one epoch of each seed shared the machine with other work
+        (tmp_path / f"paper-s{seed}").mkdir()
+        pd.DataFrame({"epoch_train_seconds": [100.0, slowed, 110.0]}).to_csv(tmp_path / f"paper-s{seed}/history.csv")
     summary = ab.summary(_ablation_rows({"no KD": [98.0, 98.2], "soft": [98.5, 98.5], "paper": [99.0, 99.4]}))
     assert list(summary.index) == ["no KD", "soft", "paper"], "the family's order, not sorted"
     assert list(summary["vs no KD"]) == [0.0, 0.4, 1.1] and list(summary["seeds"]) == [2, 2, 2]
     assert summary.loc["paper", "sd"] == pytest.approx(0.28, abs=0.01) and summary.loc["paper", "minutes"] == 10
+    assert summary.loc["paper", "epoch_s"] == 110 and summary["epoch_s"].isna().sum() == 2, "median; NaN without runs"
 
 
 def test_readings_say_whether_the_best_margin_clears_the_seed_noise():

@@ -35,12 +35,22 @@ def groups(table: pd.DataFrame):
     return table.groupby(["family", "dataset", "profile"], sort=False)
 
 
+def _median_epoch_seconds(run_id: str) -> float:
+    """A variant's typical epoch (NaN if its run folder is gone): unlike its wall time, not moved by one epoch that
+    shared the machine with other work."""
+    path = results_dir() / run_id / "history.csv"
+    return float(pd.read_csv(path)["epoch_train_seconds"].median()) if path.exists() else float("nan")
+
+
 def summary(rows: pd.DataFrame) -> pd.DataFrame:
     """One family's variants (in the family's order) with mean/sd top-1 over seeds and the difference from the
-    family's first variant, its reference: the number an ablation is read by."""
+    family's first variant, its reference: the number an ablation is read by. `minutes` is the wall time (with
+    set-up such as caching teacher outputs), `epoch s` the median epoch's training seconds."""
+    rows = rows.assign(epoch_seconds=rows["run_id"].map(_median_epoch_seconds))
     out = rows.groupby("variant", sort=False).agg(
         top1=("test_top1", "mean"), sd=("test_top1", "std"), seeds=("seed", "count"),
         params_M=("params", lambda p: p.iloc[0] / 1e6), minutes=("wall_seconds", lambda s: s.mean() / 60),
+        epoch_s=("epoch_seconds", "mean"),
         **({"epochs": ("epochs", "first")} if "epochs" in rows else {}),
     )  # fmt: skip
     out.insert(2, f"vs {out.index[0]}", out["top1"] - out["top1"].iloc[0])
