@@ -27,11 +27,12 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
-from throughput import matmul_peak, timed  # noqa: E402
+from throughput import timed  # noqa: E402
 
 from titn_core import hardware, storage  # noqa: E402
 from titn_core.complexity import count_flops  # noqa: E402
 from titn_core.config import build_config  # noqa: E402
+from titn_core.hardware import matmul_peak  # noqa: E402
 from titn_core.teachers import build_teacher  # noqa: E402
 
 CPU = torch.device("cpu")  # the teacher recipe this projects is the cpu profile's

@@ -42,21 +42,9 @@ sys.path.insert(0, str(ROOT))
 from titn_core import storage  # noqa: E402
 from titn_core.complexity import count_flops, count_params  # noqa: E402
 from titn_core.config import MODEL_PRESETS, ModelConfig, model_preset  # noqa: E402
+from titn_core.hardware import matmul_peak  # noqa: E402
 from titn_core.model import build_titn  # noqa: E402
 from titn_core.trainer import pick_device  # noqa: E402
-
-
-def matmul_peak(device: torch.device, dtype: torch.dtype, n: int = 2048, repeats: int = 10) -> float:
-    """Best FLOP/s of an n x n matmul in the precision the models run in: the yardstick for "fraction of peak"."""
-    a, b = torch.randn(n, n, device=device, dtype=dtype), torch.randn(n, n, device=device, dtype=dtype)
-    best = float("inf")
-    for _ in range(repeats):
-        sync(device)
-        t = time.perf_counter()
-        a @ b
-        sync(device)
-        best = min(best, time.perf_counter() - t)
-    return 2 * n**3 / best
 
 
 def sync(device: torch.device) -> None:

@@ -5,9 +5,9 @@ import warnings
 import pytest
 import torch
 
-from titn_core import hardware
+from titn_core import hardware, results
 from titn_core.config import build_config
-from titn_core.trainer import autocast_factory
+from titn_core.trainer import autocast_factory, train
 
 
 @pytest.fixture
@@ -53,3 +53,13 @@ def test_machine_record_names_model_cores_and_capability(cpu_with):
     assert hardware.machine_of({"device": "cpu", "environment": {"cpu": record}}) == hardware.label(record)
     assert hardware.machine_of({"device": "cpu", "environment": {"cpu_count": 2}}) == "2-core CPU (model not recorded)"
     assert hardware.machine_of({"device": "NVIDIA A100", "environment": {"cpu": record}}) == "NVIDIA A100"
+
+
+def test_every_run_records_its_hosts_matmul_speed_in_the_precision_the_cpu_profile_uses(cpu_with, smoke_config):
+    """Two hosts of one CPU model can differ 2x; the speed recorded with a run is what converts its hours."""
+    cpu_with("avx2")
+    assert hardware.cpu_speed()["precision"] == "fp32"
+    cfg = smoke_config(overrides={"train.epochs": 1, "data.train_subset": 256, "data.test_subset": 100})
+    train(cfg)
+    row = results.load(cfg.results_dir).iloc[0]
+    assert row["speed_precision"] == hardware.cpu_speed()["precision"] and row["matmul_gflops"] > 0

@@ -133,7 +133,8 @@ def family_configs(family: str, dataset: str, profile: str, seed: int = 0, epoch
         variants = variants(build_config(dataset, profile).image_shape[0])  # build_config names a bad dataset
     out: list[tuple[str, RunConfig]] = []
     for label, kwargs, overrides in variants:
-        over = {"train.seed": seed, **overrides}
+        # variants are read by their plain top-1; test-time augmentation is the main runs' extra number
+        over = {"train.seed": seed, "train.tta": "none", **overrides}
         if epochs:
             over["train.epochs"] = epochs
         out.append((label, build_config(dataset, profile, **kwargs, overrides=over)))

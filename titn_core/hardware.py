@@ -10,6 +10,7 @@ from __future__ import annotations
 import functools
 import os
 import platform
+import time
 from pathlib import Path
 
 import torch
@@ -51,6 +52,34 @@ def native_bf16() -> bool:
 def cpu_precision() -> str:
     """The cpu profile's train.amp on this machine: bf16 only where it is native, else fp32 ("off")."""
     return "bf16" if native_bf16() else "off"
+
+
+def matmul_peak(device: torch.device | str, dtype: torch.dtype, n: int = 2048, repeats: int = 10) -> float:
+    """Best FLOP/s of an n x n matmul: the yardstick for "fraction of peak", and the one number that tells two hosts
+    of the same CPU model apart (two "AMD EPYC" sessions of this project differed 2.2x in bf16)."""
+    device = torch.device(device)
+    a, b = torch.randn(n, n, device=device, dtype=dtype), torch.randn(n, n, device=device, dtype=dtype)
+    best = float("inf")
+    for _ in range(repeats):
+        _sync(device)
+        start = time.perf_counter()
+        a @ b
+        _sync(device)
+        best = min(best, time.perf_counter() - start)
+    return 2 * n**3 / best
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def cpu_speed() -> dict:
+    """This CPU's matmul GFLOP/s in the cpu profile's precision, so hours measured here convert to another machine's
+    (`book.reference_hours`). ~0.3 s; best of 5, so a brief load from other work barely moves it."""
+    precision = "bf16" if native_bf16() else "fp32"
+    dtype = torch.bfloat16 if precision == "bf16" else torch.float32
+    return {"precision": precision, "matmul_gflops": round(matmul_peak("cpu", dtype, repeats=5) / 1e9, 1)}
 
 
 def describe(device: torch.device | str = "cpu") -> dict:

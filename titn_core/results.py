@@ -21,8 +21,11 @@ def load(results_dir: str | Path = "results") -> pd.DataFrame:
     for path in sorted(Path(results_dir).glob("*/metrics.json")):
         m = storage.read_json(path)
         if m.get("complete"):
-            rows.append({c: m.get(c) for c in COLUMNS} | {"machine": hardware.machine_of(m), "path": str(path.parent)})
-    return pd.DataFrame(rows, columns=COLUMNS + ["machine", "path"])
+            speed = m.get("environment", {}).get("cpu_speed") or {}  # absent in runs older than the measurement
+            where = {"machine": hardware.machine_of(m), "matmul_gflops": speed.get("matmul_gflops"),
+                     "speed_precision": speed.get("precision"), "path": str(path.parent)}  # fmt: skip
+            rows.append({c: m.get(c) for c in COLUMNS} | where)
+    return pd.DataFrame(rows, columns=COLUMNS + ["machine", "matmul_gflops", "speed_precision", "path"])
 
 
 def history(run_dir: str | Path) -> pd.DataFrame:

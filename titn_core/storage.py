@@ -109,6 +109,7 @@ def environment() -> dict:
         "torch_threads": torch.get_num_threads(),
         "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
         "cpu": hardware.describe("cpu"),  # model, cores, AVX2/AVX512/bf16/AMX: a speed is only read on its machine
+        "cpu_speed": hardware.cpu_speed(),  # its matmul GFLOP/s: the same model name can be 2x slower on another host
         "git_commit": _git_commit(),
     }
 
