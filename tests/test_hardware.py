@@ -63,3 +63,13 @@ def test_every_run_records_its_hosts_matmul_speed_in_the_precision_the_cpu_profi
     train(cfg)
     row = results.load(cfg.results_dir).iloc[0]
     assert row["speed_precision"] == hardware.cpu_speed()["precision"] and row["matmul_gflops"] > 0
+
+
+def test_measuring_the_hosts_speed_leaves_the_seeded_random_stream_alone():
+    """A run records its host's speed when it starts or resumes: a draw from the global generator would make a
+    resumed run differ from an uninterrupted one."""
+    torch.manual_seed(0)
+    expected = torch.rand(3)
+    torch.manual_seed(0)
+    hardware.matmul_peak("cpu", torch.float32, n=64, repeats=1)
+    assert torch.equal(torch.rand(3), expected)

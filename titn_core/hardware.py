@@ -58,7 +58,8 @@ def matmul_peak(device: torch.device | str, dtype: torch.dtype, n: int = 2048, r
     """Best FLOP/s of an n x n matmul: the yardstick for "fraction of peak", and the one number that tells two hosts
     of the same CPU model apart (two "AMD EPYC" sessions of this project differed 2.2x in bf16)."""
     device = torch.device(device)
-    a, b = torch.randn(n, n, device=device, dtype=dtype), torch.randn(n, n, device=device, dtype=dtype)
+    own = torch.Generator(device).manual_seed(0)  # never draws from the global generator a training run seeded
+    a, b = (torch.randn(n, n, device=device, dtype=dtype, generator=own) for _ in range(2))
     best = float("inf")
     for _ in range(repeats):
         _sync(device)
