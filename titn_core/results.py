@@ -21,11 +21,16 @@ def load(results_dir: str | Path = "results") -> pd.DataFrame:
     for path in sorted(Path(results_dir).glob("*/metrics.json")):
         m = storage.read_json(path)
         if m.get("complete"):
-            speed = m.get("environment", {}).get("cpu_speed") or {}  # absent in runs older than the measurement
-            where = {"machine": hardware.machine_of(m), "matmul_gflops": speed.get("matmul_gflops"),
-                     "speed_precision": speed.get("precision"), "path": str(path.parent)}  # fmt: skip
-            rows.append({c: m.get(c) for c in COLUMNS} | where)
+            rows.append({c: m.get(c) for c in COLUMNS} | _host(m) | {"path": str(path.parent)})
     return pd.DataFrame(rows, columns=COLUMNS + ["machine", "matmul_gflops", "speed_precision", "path"])
+
+
+def _host(m: dict) -> dict:
+    """The machine a run trained on and its CPU's matmul speed in the run's precision (None for runs older than the
+    measurement, or trained on a GPU), the number `book.reference_hours` converts its hours by."""
+    precision = "bf16" if m.get("amp") == "bf16" else "fp32"
+    speed = (m.get("environment", {}).get("cpu_speed") or {}).get(precision) if m.get("device") == "cpu" else None
+    return {"machine": hardware.machine_of(m), "matmul_gflops": speed, "speed_precision": precision}
 
 
 def history(run_dir: str | Path) -> pd.DataFrame:
