@@ -3,7 +3,7 @@
 import pytest
 
 from titn_core.ablations import FAMILIES, PATCH_WORD_SIZES, family_configs, patch_variants
-from titn_core.config import DATASETS
+from titn_core.config import DATASETS, build_config
 from titn_core.errors import TITNError
 
 
@@ -35,3 +35,11 @@ def test_patch_family_follows_the_image_size():
 def test_bad_family_input_names_the_fix(call, message):
     with pytest.raises(TITNError, match=message):
         call()
+
+
+def test_cpu_profile_reads_fastcnn_features_from_the_stage_the_recipe_family_chose_and_keeps_variant_hashes():
+    assert build_config("cifar10", "cpu", kd="paper").distill.teacher_layer == "layer2"
+    assert build_config("cifar10", "cpu", kd="hard").distill.teacher_layer == "layer3", "no feature term: unchanged"
+    assert build_config("mnist", "cpu", kd="paper").distill.teacher_layer == "layer3", "resnet-small's runs unchanged"
+    paper, layer2 = (cfg for label, cfg in family_configs("recipe", "cifar10", "cpu") if "feature" in label)
+    assert (paper.distill.teacher_layer, layer2.distill.teacher_layer) == ("layer3", "layer2")

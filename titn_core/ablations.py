@@ -48,7 +48,7 @@ FAMILIES: dict[str, list[Variant] | Callable[[int], list[Variant]]] = {
         ("hard (dist. token)", dict(kd="hard"), {}),
         ("feature only", dict(kd="feature"), {}),
         ("soft + feature", dict(kd="soft+feature"), {}),
-        ("paper: hard + feature", dict(kd="paper"), {}),
+        ("paper: hard + feature", dict(kd="paper"), {"distill.teacher_layer": "layer3"}),
     ],
     "inner": [
         ("TITN (inner on)", dict(kd="none"), {}),
@@ -72,7 +72,7 @@ FAMILIES: dict[str, list[Variant] | Callable[[int], list[Variant]]] = {
         ("no KD", dict(kd="none"), {}),
         ("hard (dist. token)", dict(kd="hard"), {}),
         ("hard, cached teacher targets", dict(kd="hard"), {"distill.teacher_targets": "cached"}),
-        ("paper: hard + feature", dict(kd="paper"), {}),
+        ("paper: hard + feature", dict(kd="paper"), {"distill.teacher_layer": "layer3"}),
         ("hard + feature, teacher layer2", dict(kd="paper"), {"distill.teacher_layer": "layer2"}),
         ("hard + lookahead", dict(kd="hard"), {"train.lookahead_every": 5}),
     ],

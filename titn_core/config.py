@@ -332,6 +332,10 @@ def build_config(
     )
     if cfg.distill.logit == "hard":
         cfg.model.distill_token = True
+    if profile == "cpu" and cfg.distill.feature_weight > 0 and (teacher or "").startswith("fastcnn"):
+        # the recipe family (6 epochs, CIFAR-10): the feature term read from fastcnn's middle stage (7x7, near the 8x8
+        # patch grid) beat its last (3x3) by a wide margin
+        cfg.distill.teacher_layer = "layer2"
     if kind == "teacher" and teacher.startswith("fastcnn"):
         _apply_teacher_recipe(cfg)
     for key, value in (overrides or {}).items():
