@@ -48,7 +48,7 @@ FAMILIES: dict[str, list[Variant] | Callable[[int], list[Variant]]] = {
         ("hard (dist. token)", dict(kd="hard"), {}),
         ("feature only", dict(kd="feature"), {}),
         ("soft + feature", dict(kd="soft+feature"), {}),
-        ("paper: hard + feature", dict(kd="paper"), {"distill.teacher_layer": "layer3"}),
+        ("paper: hard + feature", dict(kd="paper"), {}),
     ],
     "inner": [
         ("TITN (inner on)", dict(kd="none"), {}),
