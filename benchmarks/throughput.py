@@ -42,14 +42,9 @@ sys.path.insert(0, str(ROOT))
 from titn_core import storage  # noqa: E402
 from titn_core.complexity import count_flops, count_params  # noqa: E402
 from titn_core.config import MODEL_PRESETS, ModelConfig, model_preset  # noqa: E402
-from titn_core.hardware import matmul_peak  # noqa: E402
+from titn_core.hardware import matmul_peak, sync  # noqa: E402
 from titn_core.model import build_titn  # noqa: E402
 from titn_core.trainer import pick_device  # noqa: E402
-
-
-def sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
 
 
 def peers(cfg: ModelConfig, img: int, chans: int, classes: int) -> dict[str, Callable[[], nn.Module]]:

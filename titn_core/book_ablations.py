@@ -13,6 +13,7 @@ import pandas as pd
 from .ablations import CONTRASTS
 from .book import DATASET_TITLES, mean_sd, results_dir, yes_no
 from .experiments import ROOT, load_plan
+from .results import history
 
 NOISE = 2  # a margin is read as more than seed noise when it exceeds twice the family's largest seed SD
 
@@ -38,8 +39,10 @@ def groups(table: pd.DataFrame):
 def _median_epoch_seconds(run_id: str) -> float:
     """A variant's typical epoch (NaN if its run folder is gone): unlike its wall time, not moved by one epoch that
     shared the machine with other work."""
-    path = results_dir() / run_id / "history.csv"
-    return float(pd.read_csv(path)["epoch_train_seconds"].median()) if path.exists() else float("nan")
+    run_dir = results_dir() / run_id
+    if not (run_dir / "history.csv").exists():
+        return float("nan")
+    return float(history(run_dir)["epoch_train_seconds"].median())
 
 
 def summary(rows: pd.DataFrame) -> pd.DataFrame:

@@ -62,15 +62,16 @@ def matmul_peak(device: torch.device | str, dtype: torch.dtype, n: int = 2048, r
     a, b = (torch.randn(n, n, device=device, dtype=dtype, generator=own) for _ in range(2))
     best = float("inf")
     for _ in range(repeats):
-        _sync(device)
+        sync(device)
         start = time.perf_counter()
         a @ b
-        _sync(device)
+        sync(device)
         best = min(best, time.perf_counter() - start)
     return 2 * n**3 / best
 
 
-def _sync(device: torch.device) -> None:
+def sync(device: torch.device) -> None:
+    """Wait for the device's queued work, so a timer around it measures the work (CUDA runs asynchronously)."""
     if device.type == "cuda":
         torch.cuda.synchronize(device)
 
