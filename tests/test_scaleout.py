@@ -45,17 +45,19 @@ jobs:
     parameters: {kd: paper, n_images: 6}
 """
 ACCURACY = ("test_top1", "test_top5", "val_top1", "best_epoch", "best_test_top1", "config_hash")
-TIMING = ["epoch_train_seconds", "train_images_per_s", "wall_seconds"]
+TIMING = ["epoch_train_seconds", "train_images_per_s", "wall_seconds", "host_gflops"]
 
 
 def _where(root: Path, data_dir: str) -> dict:
     return {"results_dir": str(root / "results"), "checkpoint_dir": str(root / "ckpt"), "data_dir": data_dir}
 
 
-def _runner(where: dict, plan: Path, *options: str) -> subprocess.Popen:
+def _runner(where: dict, plan: Path, *options: str, threads: int | None = None) -> subprocess.Popen:
+    """A plan runner in its own process; `threads` caps its math threads (two runners sharing the cores)."""
     cmd = [sys.executable, "-m", "titn_core.experiments", "run", "--plan", str(plan), *options]
     cmd += [f"--{k.replace('_', '-')}={v}" for k, v in where.items()]
-    return subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    env = {**os.environ, **({name: str(threads) for name in THREAD_VARIABLES} if threads else {})}
+    return subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
 
 
 def _numbers(results_dir: str) -> dict:
@@ -184,7 +186,8 @@ def test_two_runners_never_run_one_job_twice(tmp_path, data_dir):
         "jobs:\n  - notebook: train_titn.ipynb\n    parameters: {epochs: 1}\n    matrix: {seed: [0, 1]}\n"
     )
     where = _where(tmp_path, data_dir)
-    runners = [_runner(where, plan), _runner(where, plan)]  # two terminals, same plan, same folders
+    # two terminals, same plan, same folders; one thread each, as oversubscribed OpenMP threads spin for minutes
+    runners = [_runner(where, plan, threads=max(1, (os.cpu_count() or 2) // 2)) for _ in range(2)]
     outputs = [r.communicate()[0] for r in runners]
     assert [r.returncode for r in runners] == [0, 0], outputs
     for job in load_plan(plan, where):

@@ -83,6 +83,11 @@ def cpu_speed() -> dict:
     return {name: round(matmul_peak("cpu", dtype, repeats=3) / 1e9, 1) for name, dtype in precisions.items()}
 
 
+def speed_in(cpu_speed: dict | None, amp: str | None) -> float | None:
+    """From a `cpu_speed()` record, the matmul GFLOP/s in the precision a run computes in (its `train.amp`)."""
+    return (cpu_speed or {}).get("bf16" if amp == "bf16" else "fp32")
+
+
 def describe(device: torch.device | str = "cpu") -> dict:
     """The machine as a record: CPU model, cores, capability flags and torch's kernel level, or the GPU."""
     device = torch.device(device)

@@ -21,16 +21,33 @@ def load(results_dir: str | Path = "results") -> pd.DataFrame:
     for path in sorted(Path(results_dir).glob("*/metrics.json")):
         m = storage.read_json(path)
         if m.get("complete"):
-            rows.append({c: m.get(c) for c in COLUMNS} | _host(m) | {"path": str(path.parent)})
+            rows.append({c: m.get(c) for c in COLUMNS} | _host(m, path.parent) | {"path": str(path.parent)})
     return pd.DataFrame(rows, columns=COLUMNS + ["machine", "matmul_gflops", "speed_precision", "path"])
 
 
-def _host(m: dict) -> dict:
+def _host(m: dict, run_dir: Path) -> dict:
     """The machine a run trained on and its CPU's matmul speed in the run's precision (None for runs older than the
     measurement, or trained on a GPU), the number `book.reference_hours` converts its hours by."""
     precision = "bf16" if m.get("amp") == "bf16" else "fp32"
-    speed = (m.get("environment", {}).get("cpu_speed") or {}).get(precision) if m.get("device") == "cpu" else None
+    speed = None
+    if m.get("device") == "cpu":
+        speed = _wall_weighted_speed(
+            run_dir, hardware.speed_in(m.get("environment", {}).get("cpu_speed"), m.get("amp"))
+        )
     return {"machine": hardware.machine_of(m), "matmul_gflops": speed, "speed_precision": precision}
+
+
+def _wall_weighted_speed(run_dir: Path, last_host: float | None) -> float | None:
+    """A run resumed across sessions trains on several hosts: the mean of each epoch's host speed weighted by its
+    wall time, so that hours x speed sums the work per host. Epochs recorded without a speed take `last_host`."""
+    path = run_dir / "history.csv"
+    hist = history(run_dir) if path.exists() else pd.DataFrame()
+    if "host_gflops" not in hist or "wall_seconds" not in hist:
+        return last_host
+    speeds = hist["host_gflops"].fillna(last_host if last_host is not None else float("nan"))
+    walls = hist["wall_seconds"].diff().fillna(hist["wall_seconds"].iloc[0])
+    known = speeds.notna()
+    return float((speeds[known] * walls[known]).sum() / walls[known].sum()) if known.any() else None
 
 
 def history(run_dir: str | Path) -> pd.DataFrame:

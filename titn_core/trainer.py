@@ -282,6 +282,7 @@ class Run:
     lookahead: Lookahead | None
     steps_per_epoch: int
     teacher_logits: torch.Tensor | None  # distill.teacher_targets == "cached": one row per training image
+    host_gflops: float | None = None  # this host's matmul speed (CPU runs), recorded per epoch: a run can span hosts
     progress: dict = field(default_factory=lambda: {"epoch": 0, "history": [], "train_seconds": 0.0,
                                                     "wall_seconds": 0.0})  # fmt: skip
 
@@ -325,6 +326,8 @@ def train(cfg: RunConfig, resume: bool = False, force: bool = False, stop_after:
     if cfg.compile:
         run.model.compile()  # in place: parameter names and checkpoints stay those of the eager model
     env = storage.environment()  # captured now: it names the code that starts (or resumes) the run
+    if device.type == "cpu":
+        run.host_gflops = hardware.speed_in(env["cpu_speed"], cfg.train.amp)
     start_epoch = run.progress["epoch"]
     for epoch in range(start_epoch, cfg.train.epochs):
         run_epoch(run, epoch)
@@ -415,6 +418,7 @@ def run_epoch(run: Run, epoch: int) -> None:
         "epoch_train_seconds": seconds,
         "train_images_per_s": sums["seen"] / seconds,
         "wall_seconds": progress["wall_seconds"],
+        **({"host_gflops": run.host_gflops} if run.host_gflops is not None else {}),
     }
     progress["history"].append(row)
     progress["epoch"] = epoch + 1
