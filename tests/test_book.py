@@ -221,6 +221,25 @@ def test_cpu_targets_say_met_or_not_by_how_much_and_flag_overlong_runs(tmp_path,
     assert table.loc["CIFAR-100", hours].tolist() == [4.0, 2.0, "yes"]
 
 
+def test_teacher_table_gives_training_pflops_and_judges_the_goal_with_tta_at_reference_speed(tmp_path, monkeypatch):
+    monkeypatch.setenv("TITN_RESULTS_DIR", str(tmp_path))
+    (tmp_path / "benchmarks").mkdir()
+    (tmp_path / "benchmarks" / book.REFERENCE_RECORDS["bf16"]).write_text('{"matmul_peak_flops": 800e9}')
+    teacher = {"kind": "teacher", "dataset": "cifar10", "model": "fastcnn", "profile": "cpu", "data_variant": "C10",
+               "epochs": 10, "flops": 250e6, "train_images": 48000, "train_images_per_s": 300.0, "machine": "EPYC",
+               "speed_precision": "bf16"}  # fmt: skip
+    runs = pd.DataFrame(  # 1.5 h on a host half the reference's speed is 0.75 h there; no speed: as measured
+        [teacher | {"test_top1": 93.5, "test_top1_tta": 94.1, "wall_seconds": 5400.0, "matmul_gflops": 400.0},
+         teacher | {"test_top1": 93.5, "test_top1_tta": 94.1, "wall_seconds": 5400.0, "matmul_gflops": None},
+         teacher | {"test_top1": 93.5, "test_top1_tta": 93.9, "wall_seconds": 1800.0, "matmul_gflops": 800.0}]
+    )  # fmt: skip
+    table = book.teacher_table(runs, "cifar10")
+    assert table["training PFLOPs"].tolist() == [0.36] * 3, "3 x 250 MFLOPs x 48,000 images x 10 epochs"
+    assert table["at reference speed (h)"].iloc[0] == 0.75 and np.isnan(table["at reference speed (h)"].iloc[1])
+    assert table["94 within 1 h"].tolist() == ["yes", "no", "no"]
+    assert "94 within 1 h" not in book.teacher_table(runs.assign(dataset="cifar100"), "cifar100"), "no goal there"
+
+
 def test_transfer_measures_how_much_of_the_teachers_lead_distillation_closed():
     classes = pd.DataFrame(
         {"class": ["a", "b", "c"], "TITN + KD (paper)": [80.0, 70.0, 90.0], "TITN (no KD)": [70.0, 68.0, 89.0],

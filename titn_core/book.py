@@ -19,7 +19,7 @@ warnings.filterwarnings("ignore", message="IProgress not found")  # tqdm.auto in
 
 from . import results  # noqa: E402
 from .experiments import ROOT, load_plan, teacher_run_config, titn_config  # noqa: E402
-from .paper import CPU_HOURS_PER_RUN, CPU_TARGETS, PAPER  # noqa: E402
+from .paper import CPU_HOURS_PER_RUN, CPU_TARGETS, PAPER, TEACHER_HOURS, TEACHER_TARGETS  # noqa: E402
 from .trainer import PREDICTIONS_FILE  # noqa: E402
 
 DATASET_TITLES = {"mnist": "MNIST", "cifar10": "CIFAR-10", "cifar100": "CIFAR-100"}
@@ -194,13 +194,29 @@ def median_epoch_seconds(rows: pd.DataFrame) -> float:
 
 def teacher_table(index: pd.DataFrame, dataset: str) -> pd.DataFrame:
     """Every complete teacher run of a dataset: accuracy (plain, and with test-time augmentation where scored),
-    schedule, hours and machine."""
+    schedule, what its training cost (PFLOPs, images/s, hours here and at the reference machine's speed) and
+    machine; and, where the dataset has a teacher goal, whether the run met it."""
     rows = index[(index["dataset"] == dataset) & (index["kind"] == "teacher")]
-    return pd.DataFrame(
-        [{"teacher": r.model, "profile": r.profile, "data": r.data_variant, "epochs": int(r.epochs),
-          "test top-1": r.test_top1, "with TTA": r.test_top1_tta if pd.notna(r.test_top1_tta) else "-",
-          "wall h": round(r.wall_seconds / 3600, 2), "machine": r.machine} for r in rows.itertuples()]
-    )  # fmt: skip
+    hours = reference_hours(rows)  # NaN for runs older than the host's measurement: judged by their wall hours
+    target = TEACHER_TARGETS.get(dataset)
+    table = []
+    for r, at_reference in zip(rows.itertuples(), hours, strict=True):
+        budget = r.wall_seconds / 3600 if pd.isna(at_reference) else at_reference
+        row = {"teacher": r.model, "profile": r.profile, "data": r.data_variant, "epochs": int(r.epochs),
+               "test top-1": r.test_top1, "with TTA": r.test_top1_tta if pd.notna(r.test_top1_tta) else "-",
+               "training PFLOPs": round(training_pflops(r), 2), "images/s": round(r.train_images_per_s),
+               "wall h": round(r.wall_seconds / 3600, 2), "at reference speed (h)": round(at_reference, 2),
+               "machine": r.machine}  # fmt: skip
+        if target is not None:
+            best = max(r.test_top1, r.test_top1_tta if pd.notna(r.test_top1_tta) else r.test_top1)
+            row[f"{target:g} within {TEACHER_HOURS:g} h"] = yes_no(best >= target and budget <= TEACHER_HOURS)
+        table.append(row)
+    return pd.DataFrame(table)
+
+
+def training_pflops(run) -> float:
+    """Forward FLOPs per image x 3 (forward + backward) x images seen: the convention airbench's PFLOPs use."""
+    return 3 * run.flops * run.train_images * run.epochs / 1e15
 
 
 def teacher_checkpoints(shown: pd.DataFrame) -> pd.DataFrame:

@@ -15,6 +15,11 @@ PAPER = {  # top-1 / top-5 (%) as the paper reports them; MNIST top-5 is not giv
 CPU_TARGETS = {"mnist": 99.6, "cifar10": 92.0, "cifar100": 74.7}
 CPU_MILESTONES = {"cifar10": 88.0, "cifar100": 65.0}
 CPU_HOURS_PER_RUN = 3.0
+# the fast CIFAR-10 teacher's goal (issue 20): airbench94's accuracy (Jordan 2024, arXiv 2404.00498: 94.01% mean,
+# scored with test-time mirror + translate, in 0.36 PFLOPs of training) within an hour of the reference machine
+TEACHER_TARGETS = {"cifar10": 94.0}
+TEACHER_HOURS = 1.0
+AIRBENCH94_PFLOPS = 0.36
 # val top-1 thresholds for time to accuracy: set where every role of the cpu profile gets, so the table compares times
 TIME_TO_ACCURACY = {"mnist": 98.0, "cifar10": 70.0, "cifar100": 50.0}
 
@@ -23,4 +28,5 @@ def claimed_numbers() -> set[float]:
     """Every number typed in here, rounded to 2 decimals: the only result-like numbers a chapter may type."""
     values = [v for d in PAPER.values() for v in d.values() if v is not None]
     values += [*CPU_TARGETS.values(), *CPU_MILESTONES.values(), CPU_HOURS_PER_RUN, *TIME_TO_ACCURACY.values()]
+    values += [*TEACHER_TARGETS.values(), TEACHER_HOURS, AIRBENCH94_PFLOPS]
     return {round(float(v), 2) for v in values}
