@@ -211,12 +211,12 @@ def test_cpu_targets_say_met_or_not_by_how_much_and_flag_overlong_runs(tmp_path,
     runs = pd.DataFrame(  # CIFAR-100: 4 h on a host half as fast as the reference machine is 2 h there
         {"role": "TITN + KD (paper)", "dataset": ["mnist", "cifar10", "cifar100"], "profile": "cpu", "seed": 0,
          "test_top1": [99.7, 80.0, 60.0], "wall_seconds": [3600.0, 4 * 3600.0, 4 * 3600.0],
-         "matmul_gflops": [None, None, 400.0], "speed_precision": [None, None, "bf16"]}
+         "matmul_gflops": [None, None, 400.0], "speed_precision": [None, None, "bf16"], "device": "cpu"}
     )  # fmt: skip
     table = book.cpu_targets(runs).set_index("dataset")
     assert table.loc["MNIST", ["target met", "within 3 h"]].tolist() == ["yes", "yes"]
     assert table.loc["CIFAR-10", ["reached minus target", "target met", "within 3 h"]].tolist() == [-12.0, "no", "no"]
-    assert table.loc["CIFAR-10", "at reference speed (h)"] == 4.0, "no measured host speed: the hours as measured"
+    assert table.loc["CIFAR-10", "at reference speed (h)"] == "-", "no measured host speed: judged as measured"
     hours = ["longest run (h)", "at reference speed (h)", "within 3 h"]
     assert table.loc["CIFAR-100", hours].tolist() == [4.0, 2.0, "yes"]
 
@@ -227,16 +227,20 @@ def test_teacher_table_gives_training_pflops_and_judges_the_goal_with_tta_at_ref
     (tmp_path / "benchmarks" / book.REFERENCE_RECORDS["bf16"]).write_text('{"matmul_peak_flops": 800e9}')
     teacher = {"kind": "teacher", "dataset": "cifar10", "model": "fastcnn", "profile": "cpu", "data_variant": "C10",
                "epochs": 10, "flops": 250e6, "train_images": 48000, "train_images_per_s": 300.0, "machine": "EPYC",
-               "speed_precision": "bf16"}  # fmt: skip
+               "speed_precision": "bf16", "device": "cpu", "test_top1": 93.5, "test_top1_tta": 94.1}  # fmt: skip
     runs = pd.DataFrame(  # 1.5 h on a host half the reference's speed is 0.75 h there; no speed: as measured
-        [teacher | {"test_top1": 93.5, "test_top1_tta": 94.1, "wall_seconds": 5400.0, "matmul_gflops": 400.0},
-         teacher | {"test_top1": 93.5, "test_top1_tta": 94.1, "wall_seconds": 5400.0, "matmul_gflops": None},
-         teacher | {"test_top1": 93.5, "test_top1_tta": 93.9, "wall_seconds": 1800.0, "matmul_gflops": 800.0}]
+        [teacher | {"wall_seconds": 5400.0, "matmul_gflops": 400.0},
+         teacher | {"wall_seconds": 5400.0, "matmul_gflops": None},
+         teacher | {"wall_seconds": 3240.0, "matmul_gflops": None},
+         teacher | {"wall_seconds": 1800.0, "matmul_gflops": 800.0, "test_top1_tta": 93.9},
+         teacher | {"wall_seconds": 1800.0, "matmul_gflops": None, "device": "NVIDIA A100"}]
     )  # fmt: skip
     table = book.teacher_table(runs, "cifar10")
-    assert table["training PFLOPs"].tolist() == [0.36] * 3, "3 x 250 MFLOPs x 48,000 images x 10 epochs"
-    assert table["at reference speed (h)"].iloc[0] == 0.75 and np.isnan(table["at reference speed (h)"].iloc[1])
-    assert table["94 within 1 h"].tolist() == ["yes", "no", "no"]
+    assert table["training PFLOPs"].tolist() == [0.36] * 5, "3 x 250 MFLOPs x 48,000 images x 10 epochs"
+    assert table["at reference speed (h)"].iloc[0] == 0.75 and table["at reference speed (h)"].iloc[1:3].isna().all()
+    assert table[["images/s", "wall h"]].iloc[2].tolist() == [300, 0.9]
+    # TTA scores the goal; an unmeasured CPU run is judged by its wall hours; a GPU run not at all
+    assert table["94 within 1 h"].tolist() == ["yes", "no", "yes", "no", "-"]
     assert "94 within 1 h" not in book.teacher_table(runs.assign(dataset="cifar100"), "cifar100"), "no goal there"
 
 

@@ -186,8 +186,8 @@ def test_two_runners_never_run_one_job_twice(tmp_path, data_dir):
         "jobs:\n  - notebook: train_titn.ipynb\n    parameters: {epochs: 1}\n    matrix: {seed: [0, 1]}\n"
     )
     where = _where(tmp_path, data_dir)
-    # two terminals, same plan, same folders; one thread each, as oversubscribed OpenMP threads spin for minutes
-    runners = [_runner(where, plan, threads=max(1, (os.cpu_count() or 2) // 2)) for _ in range(2)]
+    # two terminals, same plan, same folders, each with half the cores (oversubscribed OpenMP threads spin for minutes)
+    runners = [_runner(where, plan, threads=Pool(2).threads) for _ in range(2)]
     outputs = [r.communicate()[0] for r in runners]
     assert [r.returncode for r in runners] == [0, 0], outputs
     for job in load_plan(plan, where):

@@ -83,9 +83,14 @@ def cpu_speed() -> dict:
     return {name: round(matmul_peak("cpu", dtype, repeats=3) / 1e9, 1) for name, dtype in precisions.items()}
 
 
-def speed_in(cpu_speed: dict | None, amp: str | None) -> float | None:
-    """From a `cpu_speed()` record, the matmul GFLOP/s in the precision a run computes in (its `train.amp`)."""
-    return (cpu_speed or {}).get("bf16" if amp == "bf16" else "fp32")
+def cpu_precision_of(amp: str | None) -> str:
+    """The precision a CPU run computes in, from its `train.amp` ("auto" means bf16 on CUDA only)."""
+    return "bf16" if amp == "bf16" else "fp32"
+
+
+def speed_in(speeds: dict | None, precision: str) -> float | None:
+    """From a `cpu_speed()` record, the matmul GFLOP/s in one precision (None where it was not measured)."""
+    return (speeds or {}).get(precision)
 
 
 def describe(device: torch.device | str = "cpu") -> dict:

@@ -26,28 +26,35 @@ def load(results_dir: str | Path = "results") -> pd.DataFrame:
 
 
 def _host(m: dict, run_dir: Path) -> dict:
-    """The machine a run trained on and its CPU's matmul speed in the run's precision (None for runs older than the
-    measurement, or trained on a GPU), the number `book.reference_hours` converts its hours by."""
-    precision = "bf16" if m.get("amp") == "bf16" else "fp32"
+    """The machine a run trained on (the last one, for a run resumed across hosts) and its CPU's matmul speed in the
+    run's precision, wall-weighted over its hosts: the number `book.reference_hours` converts its hours by. None
+    for runs older than the measurement, on a GPU, or data-parallel on CPU (each rank measured a share of the
+    cores at the same moment, so the speed is not the machine's)."""
+    precision = hardware.cpu_precision_of(m.get("amp"))
     speed = None
-    if m.get("device") == "cpu":
-        speed = _wall_weighted_speed(
-            run_dir, hardware.speed_in(m.get("environment", {}).get("cpu_speed"), m.get("amp"))
-        )
+    if m.get("device") == "cpu" and m.get("world_size", 1) == 1:
+        recorded = hardware.speed_in(m.get("environment", {}).get("cpu_speed"), precision)
+        speed = _wall_weighted_speed(run_dir, recorded)
     return {"machine": hardware.machine_of(m), "matmul_gflops": speed, "speed_precision": precision}
 
 
-def _wall_weighted_speed(run_dir: Path, last_host: float | None) -> float | None:
+def _wall_weighted_speed(run_dir: Path, fallback_gflops: float | None) -> float | None:
     """A run resumed across sessions trains on several hosts: the mean of each epoch's host speed weighted by its
-    wall time, so that hours x speed sums the work per host. Epochs recorded without a speed take `last_host`."""
+    wall time, so that hours x speed sums the work per host. Epochs recorded before the per-epoch column take
+    `fallback_gflops`, the speed measured when the run last (re)started (an approximation for them)."""
     path = run_dir / "history.csv"
     hist = history(run_dir) if path.exists() else pd.DataFrame()
     if "host_gflops" not in hist or "wall_seconds" not in hist:
-        return last_host
-    speeds = hist["host_gflops"].fillna(last_host if last_host is not None else float("nan"))
-    walls = hist["wall_seconds"].diff().fillna(hist["wall_seconds"].iloc[0])
-    known = speeds.notna()
-    return float((speeds[known] * walls[known]).sum() / walls[known].sum()) if known.any() else None
+        return fallback_gflops
+    speeds = hist["host_gflops"].fillna(fallback_gflops if fallback_gflops is not None else float("nan"))
+    walls = hist["wall_seconds"].diff()
+    walls.iloc[0] = hist["wall_seconds"].iloc[0]
+    known = speeds.notna() & walls.notna()
+    if not known.any():
+        return None
+    if speeds[known].nunique() == 1:  # one host: its measured number, exactly
+        return float(speeds[known].iloc[0])
+    return float((speeds[known] * walls[known]).sum() / walls[known].sum())
 
 
 def history(run_dir: str | Path) -> pd.DataFrame:

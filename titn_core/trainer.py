@@ -327,7 +327,7 @@ def train(cfg: RunConfig, resume: bool = False, force: bool = False, stop_after:
         run.model.compile()  # in place: parameter names and checkpoints stay those of the eager model
     env = storage.environment()  # captured now: it names the code that starts (or resumes) the run
     if device.type == "cpu":
-        run.host_gflops = hardware.speed_in(env["cpu_speed"], cfg.train.amp)
+        run.host_gflops = hardware.speed_in(env["cpu_speed"], hardware.cpu_precision_of(cfg.train.amp))
     start_epoch = run.progress["epoch"]
     for epoch in range(start_epoch, cfg.train.epochs):
         run_epoch(run, epoch)
