@@ -30,7 +30,7 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 from throughput import timed  # noqa: E402
 
 from titn_core import hardware, storage  # noqa: E402
-from titn_core.complexity import count_flops  # noqa: E402
+from titn_core.complexity import count_flops, training_pflops  # noqa: E402
 from titn_core.config import build_config  # noqa: E402
 from titn_core.hardware import matmul_peak  # noqa: E402
 from titn_core.teachers import build_teacher  # noqa: E402
@@ -110,7 +110,7 @@ def main(argv: list[str] | None = None) -> int:
     projection = {
         "epochs": cfg.train.epochs,
         "precision": recipe_precision,
-        "training_pflops": 3 * forward_flops * recipe_images / 1e15,
+        "training_pflops": training_pflops(forward_flops, recipe_images),
         "projected_train_hours": recipe_images / speeds[recipe_precision] / 3600,
     }
     for key, value in {**ratios, **projection}.items():

@@ -18,6 +18,7 @@ import pandas as pd
 warnings.filterwarnings("ignore", message="IProgress not found")  # tqdm.auto in a kernel without ipywidgets
 
 from . import results  # noqa: E402
+from .complexity import training_pflops  # noqa: E402
 from .experiments import ROOT, load_plan, teacher_run_config, titn_config  # noqa: E402
 from .paper import CPU_HOURS_PER_RUN, CPU_TARGETS, PAPER, TEACHER_HOURS, TEACHER_TARGETS  # noqa: E402
 from .trainer import PREDICTIONS_FILE  # noqa: E402
@@ -212,12 +213,14 @@ def teacher_table(index: pd.DataFrame, dataset: str) -> pd.DataFrame:
 
 
 def _teacher_row(r, at_reference: float, budget: float, target: float | None) -> dict:
-    """One teacher run's row; the goal is scored as airbench scores it, with test-time augmentation where the run
-    has it, within the hours `budget_hours` judges it by."""
+    """One teacher run's row. PFLOPs count its training images x epochs, slightly over the images seen (the last
+    partial batch of an epoch is dropped). The goal is scored as airbench scores it, with test-time augmentation
+    where the run has it, within the hours `budget_hours` judges it by."""
     tta = r.test_top1_tta if pd.notna(r.test_top1_tta) else None
     row = {"teacher": r.model, "profile": r.profile, "data": r.data_variant, "epochs": int(r.epochs),
            "test top-1": r.test_top1, "with TTA": "-" if tta is None else tta,
-           "training PFLOPs": round(training_pflops(r), 2), "images/s": round(r.train_images_per_s),
+           "training PFLOPs": round(training_pflops(r.flops, r.train_images * r.epochs), 2),
+           "images/s": round(r.train_images_per_s),
            "wall h": round(r.wall_seconds / 3600, 2), "at reference speed (h)": round(at_reference, 2),
            "machine": r.machine}  # fmt: skip
     if target is not None:
@@ -226,12 +229,6 @@ def _teacher_row(r, at_reference: float, budget: float, target: float | None) ->
             score >= target and budget <= TEACHER_HOURS, pd.isna(budget)
         )
     return row
-
-
-def training_pflops(run) -> float:
-    """Forward FLOPs per image x 3 (forward + backward) x training images x epochs, the convention of airbench's
-    PFLOPs (slightly over the images seen: the last partial batch of an epoch is dropped)."""
-    return 3 * run.flops * run.train_images * run.epochs / 1e15
 
 
 def teacher_checkpoints(shown: pd.DataFrame) -> pd.DataFrame:

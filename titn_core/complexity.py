@@ -25,3 +25,9 @@ def count_flops(model: nn.Module, image_shape: tuple[int, int, int]) -> int:
         model(x)
     model.train(was_training)
     return int(counter.get_total_flops())
+
+
+def training_pflops(forward_flops_per_image: float, images: float) -> float:
+    """PFLOPs of training on `images` (images per epoch x epochs): forward FLOPs x 3 for forward + backward, the
+    convention of airbench's PFLOPs, which the teacher tables and the teacher benchmark compare against."""
+    return 3 * forward_flops_per_image * images / 1e15
