@@ -226,8 +226,9 @@ def test_teacher_table_gives_training_pflops_and_judges_the_goal_with_tta_at_ref
     (tmp_path / "benchmarks").mkdir()
     (tmp_path / "benchmarks" / book.REFERENCE_RECORDS["bf16"]).write_text('{"matmul_peak_flops": 800e9}')
     teacher = {"kind": "teacher", "dataset": "cifar10", "model": "fastcnn", "profile": "cpu", "data_variant": "C10",
-               "epochs": 10, "flops": 250e6, "train_images": 48000, "train_images_per_s": 300.0, "machine": "EPYC",
-               "speed_precision": "bf16", "device": "cpu", "test_top1": 93.5, "test_top1_tta": 94.1}  # fmt: skip
+               "seed": 0, "epochs": 10, "flops": 250e6, "train_images": 48000, "train_images_per_s": 300.0,
+               "machine": "EPYC", "speed_precision": "bf16", "device": "cpu", "test_top1": 93.5,
+               "test_top1_tta": 94.1}  # fmt: skip
     runs = pd.DataFrame(  # 1.5 h on a host half the reference's speed is 0.75 h there; no speed: as measured
         [teacher | {"wall_seconds": 5400.0, "matmul_gflops": 400.0},
          teacher | {"wall_seconds": 5400.0, "matmul_gflops": None},
@@ -239,9 +240,48 @@ def test_teacher_table_gives_training_pflops_and_judges_the_goal_with_tta_at_ref
     assert table["training PFLOPs"].tolist() == [0.36] * 5, "3 x 250 MFLOPs x 48,000 images x 10 epochs"
     assert table["at reference speed (h)"].iloc[0] == 0.75 and table["at reference speed (h)"].iloc[1:3].isna().all()
     assert table[["images/s", "wall h"]].iloc[2].tolist() == [300, 0.9]
+    assert table["seed"].tolist() == [0] * 5
     # TTA scores the goal; an unmeasured CPU run is judged by its wall hours; a GPU run not at all
     assert table["94 within 1 h"].tolist() == ["yes", "no", "yes", "no", "-"]
     assert "94 within 1 h" not in book.teacher_table(runs.assign(dataset="cifar100"), "cifar100"), "no goal there"
+
+
+def test_speed_summary_counts_the_eager_speeds_a_compile_record_measured_beside_the_compiled_ones(
+    tmp_path, monkeypatch
+):
+    """timm's TNT is slower compiled than eager: "each at its fastest" must take its eager speed from the record."""
+    from titn_core import benchmark_tables
+
+    monkeypatch.setenv("TITN_RESULTS_DIR", str(tmp_path))
+    (tmp_path / "benchmarks").mkdir()
+    speeds = {"ours TITN": 220.0, "ours TITN (eager)": 190.0, "timm TNT": 110.0, "timm TNT (eager)": 176.0}
+    record = {"amp_bf16": True, "compile": True, "environment": {"cpu": {"name": "EPYC", "cores": 2, "flags": []}},
+              "models": {name: {"train_images_per_s": v} for name, v in speeds.items()}}  # fmt: skip
+    (tmp_path / "benchmarks" / "throughput-cpu-x-bf16-compile.json").write_text(json.dumps(record))
+    table = benchmark_tables.speed_summary().set_index("setting")["speed-up"]
+    assert table["bf16 + compile"] == 2.0 and table["bf16"] == round(190 / 176, 2)
+    assert table["each at its fastest (ours: bf16 + compile; timm: bf16)"] == 1.25
+
+
+def test_step_profile_table_names_the_setup_and_shows_fused_kernels_only_where_compiled(tmp_path, monkeypatch):
+    from titn_core import benchmark_tables
+    from titn_core.benchmark_tables import VIT
+
+    monkeypatch.setenv("TITN_RESULTS_DIR", str(tmp_path))
+    (tmp_path / "benchmarks").mkdir()
+    kinds = {
+        "eager": {"matmul and convolution": 60.0, "layer norm": 40.0},
+        "model.compile() in place": {"matmul and convolution": 50.0, "fused kernels (compiled)": 50.0},
+    }
+    for i, (mode, ms) in enumerate(kinds.items()):
+        vit = {"ms_per_step": {"matmul and convolution": 25.0}}
+        record = {"amp_bf16": True, "compile_mode": mode, "models": {"ours TITN": {"ms_per_step": ms}, VIT: vit},
+                  "environment": {"cpu": {"name": "EPYC", "cores": 2, "flags": []}}}  # fmt: skip
+        (tmp_path / "benchmarks" / f"step-profile-cpu-{i}.json").write_text(json.dumps(record))
+    table = benchmark_tables.step_profile_table().query("model == 'ours TITN'").set_index("setup")
+    assert table.loc["eager", ["layer norm", "fused kernels (compiled)"]].tolist() == ["40%", "-"]
+    assert table.loc["compiled", ["fused kernels (compiled)", "layer norm"]].tolist() == ["50%", "-"]
+    assert benchmark_tables.matmul_ratio("compiled") == 2.0 and benchmark_tables.matmul_ratio("eager") == 2.4
 
 
 def test_transfer_measures_how_much_of_the_teachers_lead_distillation_closed():

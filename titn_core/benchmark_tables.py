@@ -19,20 +19,36 @@ def benchmarks(kind: str = "throughput") -> list[dict]:
     return [json.loads(p.read_text()) for p in sorted((results_dir() / "benchmarks").glob(f"{kind}-*.json"))]
 
 
+PEERS = ("ours TITN", "timm TNT")
+VIT = "ours ViT (no inner)"
+
+
+def _settings(record: dict) -> dict[str, dict[str, float | None]]:
+    """setting -> {peer: train images/s} in one record. A --compile record also holds each model's eager speed
+    (named "<model> (eager)"), measured side by side, so it yields an eager setting too."""
+    precision, models = "bf16" if record["amp_bf16"] else "fp32", record["models"]
+    if not record["compile"]:
+        return {precision: _peer_speeds(models, "")}
+    return {f"{precision} + compile": _peer_speeds(models, ""), precision: _peer_speeds(models, " (eager)")}
+
+
+def _peer_speeds(models: dict, suffix: str) -> dict[str, float | None]:
+    return {name: models.get(name + suffix, {}).get("train_images_per_s") for name in PEERS}
+
+
 def speed_summary() -> pd.DataFrame:
     """Per machine: our TITN against timm's TNT in each benchmarked setting, then each at its fastest setting."""
     rows, best = [], {}
     for rec in benchmarks():
         machine = machine_of(rec)
-        setting = ("bf16" if rec["amp_bf16"] else "fp32") + (" + compile" if rec["compile"] else "")
-        speeds = {n: rec["models"].get(n, {}).get("train_images_per_s") for n in ("ours TITN", "timm TNT")}
-        for name, speed in speeds.items():
-            if speed and speed > best.get((machine, name), (0, ""))[0]:
-                best[machine, name] = (speed, setting)
-        if all(speeds.values()):
-            rows.append({"machine": machine, "setting": setting, "ours TITN img/s": round(speeds["ours TITN"], 1),
-                         "timm TNT img/s": round(speeds["timm TNT"], 1),
-                         "speed-up": round(speeds["ours TITN"] / speeds["timm TNT"], 2)})  # fmt: skip
+        for setting, speeds in _settings(rec).items():
+            for name, speed in speeds.items():
+                if speed and speed > best.get((machine, name), (0, ""))[0]:
+                    best[machine, name] = (speed, setting)
+            if all(speeds.values()):
+                rows.append({"machine": machine, "setting": setting, "ours TITN img/s": round(speeds["ours TITN"], 1),
+                             "timm TNT img/s": round(speeds["timm TNT"], 1),
+                             "speed-up": round(speeds["ours TITN"] / speeds["timm TNT"], 2)})  # fmt: skip
     for machine in dict.fromkeys(m for m, _ in best):
         if (machine, "ours TITN") in best and (machine, "timm TNT") in best:
             (ours, ours_at), (timm, timm_at) = best[machine, "ours TITN"], best[machine, "timm TNT"]
@@ -54,7 +70,7 @@ def attention_kernel_table() -> pd.DataFrame:
 
 
 STEP_KINDS = ("matmul and convolution", "casts and layout copies", "layer norm", "activation and softmax",
-              "other elementwise and reductions", "optimiser")  # fmt: skip
+              "other elementwise and reductions", "optimiser", "fused kernels (compiled)")  # fmt: skip
 MATMUL = STEP_KINDS[0]
 
 
@@ -69,11 +85,33 @@ def step_profile_table() -> pd.DataFrame:
     for rec in benchmarks("step-profile"):
         for name, m in rec["models"].items():
             total = sum(m["ms_per_step"].values())
-            row = {"machine": machine_of(rec), "precision": precision_of(rec), "model": name,
+            row = {"machine": machine_of(rec), "precision": precision_of(rec), "setup": setup_of(rec), "model": name,
                    "operator ms/step": round(total)}  # fmt: skip
-            row.update({kind: f"{100 * m['ms_per_step'][kind] / total:.0f}%" for kind in STEP_KINDS})
+            row.update({kind: _share(m["ms_per_step"].get(kind), total) for kind in STEP_KINDS})
             rows.append(row)
     return pd.DataFrame(rows)
+
+
+def setup_of(record: dict) -> str:
+    """ "compiled" for a record of models compiled by `model.compile()`, else "eager" (older records: eager)."""
+    return "eager" if record.get("compile_mode", "eager") == "eager" else "compiled"
+
+
+def _share(ms: float | None, total: float) -> str:
+    """A kind's share of the step as a whole percent string; "-" where the record has no such kind
+    (fused kernels when eager)."""
+    return "-" if ms is None else f"{100 * ms / total:.0f}%"
+
+
+def matmul_ratio(setup: str = "compiled", precision: str = "bf16 autocast") -> float:
+    """Our TITN's matmul time per step over our ViT's, in the latest step profile of that setup and precision:
+    how far the inner transformer's thin products fall below the ViT's matmul efficiency (NaN: no such record)."""
+    ratio = float("nan")
+    for rec in benchmarks("step-profile"):
+        titn, vit = (rec["models"].get(n, {}).get("ms_per_step", {}).get(MATMUL) for n in ("ours TITN", VIT))
+        if setup_of(rec) == setup and precision_of(rec) == precision and titn and vit:
+            ratio = titn / vit
+    return ratio
 
 
 def speedup_headroom(target: float = 1.5) -> pd.DataFrame:
@@ -85,7 +123,7 @@ def speedup_headroom(target: float = 1.5) -> pd.DataFrame:
             continue
         matmul, other = ours[MATMUL], sum(ours.values()) - ours[MATMUL]
         allowed = sum(timm.values()) / target - matmul
-        rows.append({"machine": machine_of(rec), "precision": precision_of(rec),
+        rows.append({"machine": machine_of(rec), "precision": precision_of(rec), "setup": setup_of(rec),
                      "ours: matmul ms": round(matmul), "ours: everything else ms": round(other),
                      "timm TNT: total ms": round(sum(timm.values())),
                      f"everything else allowed for {target}x ms": round(allowed),

@@ -217,8 +217,8 @@ def _teacher_row(r, at_reference: float, budget: float, target: float | None) ->
     partial batch of an epoch is dropped). The goal is scored as airbench scores it, with test-time augmentation
     where the run has it, within the hours `budget_hours` judges it by."""
     tta = r.test_top1_tta if pd.notna(r.test_top1_tta) else None
-    row = {"teacher": r.model, "profile": r.profile, "data": r.data_variant, "epochs": int(r.epochs),
-           "test top-1": r.test_top1, "with TTA": "-" if tta is None else tta,
+    row = {"teacher": r.model, "profile": r.profile, "data": r.data_variant, "seed": int(r.seed),
+           "epochs": int(r.epochs), "test top-1": r.test_top1, "with TTA": "-" if tta is None else tta,
            "training PFLOPs": round(training_pflops(r.flops, r.train_images * r.epochs), 2),
            "images/s": round(r.train_images_per_s),
            "wall h": round(r.wall_seconds / 3600, 2), "at reference speed (h)": round(at_reference, 2),

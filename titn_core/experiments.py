@@ -62,11 +62,12 @@ def titn_config(
 
 
 def teacher_run_config(
-    dataset="mnist", profile="smoke", teacher="", epochs=0, data_dir="", results_dir="results",
+    dataset="mnist", profile="smoke", teacher="", seed=0, epochs=0, data_dir="", results_dir="results",
     checkpoint_dir="checkpoints", **_,
 ) -> RunConfig:  # fmt: skip
-    """The teacher run of `train_teacher.ipynb`: the same one a distilled student reuses (seed 0)."""
-    overrides = {"train.epochs": epochs} if epochs else {}
+    """The teacher run of `train_teacher.ipynb`. Seed 0 is the one distilled students reuse; other seeds measure
+    how much the teacher's accuracy and time vary."""
+    overrides = {"train.seed": seed, **({"train.epochs": epochs} if epochs else {})}
     cfg = build_config(dataset, profile, kind="teacher", teacher=teacher or None, overrides=overrides)
     return locate(cfg, data_dir, results_dir, checkpoint_dir)
 
