@@ -104,8 +104,9 @@ def _share(ms: float | None, total: float) -> str:
 
 
 def matmul_ratio(setup: str = "compiled", precision: str = "bf16 autocast") -> float:
-    """Our TITN's matmul time per step over our ViT's, in the latest step profile of that setup and precision:
-    how far the inner transformer's thin products fall below the ViT's matmul efficiency (NaN: no such record)."""
+    """Our TITN's matmul time per step over our ViT's, in the step profile of that setup and precision (the last
+    such record by file name): how far the inner transformer's thin products fall below the ViT's matmul efficiency
+    (NaN: no such record)."""
     ratio = float("nan")
     for rec in benchmarks("step-profile"):
         titn, vit = (rec["models"].get(n, {}).get("ms_per_step", {}).get(MATMUL) for n in ("ours TITN", VIT))
