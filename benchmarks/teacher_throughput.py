@@ -33,10 +33,10 @@ from titn_core import hardware, storage  # noqa: E402
 from titn_core.complexity import count_flops, training_pflops  # noqa: E402
 from titn_core.config import build_config  # noqa: E402
 from titn_core.hardware import matmul_peak  # noqa: E402
+from titn_core.plan_cost import epoch_train_images  # noqa: E402
 from titn_core.teachers import build_teacher  # noqa: E402
 
 CPU = torch.device("cpu")  # the teacher recipe this projects is the cpu profile's
-DATASET_TRAIN_IMAGES = {"cifar10": 50_000, "cifar100": 50_000}  # the official training splits
 VARIANTS = {  # name: (channels-last weights, bf16 autocast)
     "fp32 NCHW": (False, False),
     "fp32 channels-last": (True, False),
@@ -80,7 +80,7 @@ def measure(args) -> dict[str, float]:
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--teacher", default="fastcnn")
-    p.add_argument("--dataset", default="cifar10", choices=sorted(DATASET_TRAIN_IMAGES))
+    p.add_argument("--dataset", default="cifar10", choices=["cifar10", "cifar100"])
     p.add_argument("--classes", type=int, default=10)
     p.add_argument("--batch-size", type=int, default=1024)
     p.add_argument("--steps", type=int, default=2, help="timed steps per round")
@@ -93,8 +93,7 @@ def main(argv: list[str] | None = None) -> int:
     forward_flops = count_flops(build_teacher(args.teacher, 3, args.classes), (32, 3, args.classes))
     cfg = build_config(args.dataset, "cpu", "teacher", teacher=args.teacher)
     recipe_precision = "bf16 channels-last" if cfg.train.amp == "bf16" else "fp32 channels-last"
-    # less the recipe's validation hold-out: the images a run trains on, as its metrics.json counts them
-    recipe_images = cfg.train.epochs * (DATASET_TRAIN_IMAGES[args.dataset] - cfg.data.val_size)
+    recipe_images = cfg.train.epochs * epoch_train_images(cfg.data)  # as the run's metrics.json counts them
     machine = hardware.describe()
     print(f"{hardware.label(machine)}; {torch.get_num_threads()} threads; {args.teacher}, batch {args.batch_size}; "
           f"{forward_flops / 1e6:.1f} MFLOP/image forward")  # fmt: skip

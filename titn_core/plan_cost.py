@@ -17,7 +17,7 @@ import dataclasses
 import pandas as pd
 
 from .complexity import count_flops
-from .config import RunConfig, build_config
+from .config import DataConfig, RunConfig, build_config
 from .jobgraph import needed_teacher
 from .trainer import build_model
 
@@ -47,11 +47,16 @@ def _cached_flops(cfg: RunConfig, cache: dict) -> int:
     return cache[key]
 
 
+def epoch_train_images(d: DataConfig) -> float:
+    """Images one epoch trains on: the official training split less the validation hold-out (or the subset)."""
+    kept = d.train_subset or (TRAIN_IMAGES[d.dataset] - d.val_size)
+    return kept if d.repeat_subset else kept * d.train_fraction
+
+
 def run_flops(cfg: RunConfig, cache: dict) -> float:
     """Training FLOPs of one run, every epoch included."""
     d = cfg.data
-    kept = d.train_subset or (TRAIN_IMAGES[d.dataset] - d.val_size)
-    train_images = kept if d.repeat_subset else kept * d.train_fraction
+    train_images = epoch_train_images(d)
     scored = d.val_size + (d.test_subset or TEST_IMAGES)
     student = _cached_flops(cfg, cache)
     teacher = 0
