@@ -1,6 +1,7 @@
 """Precision chosen by the machine, and the machine named in every record."""
 
 import warnings
+from types import SimpleNamespace
 
 import pandas as pd
 import pytest
@@ -8,7 +9,7 @@ import torch
 
 from titn_core import hardware, results, storage
 from titn_core.config import build_config
-from titn_core.trainer import autocast_factory, train
+from titn_core.trainer import HOST_SPEED_MIN_EPOCH_SECONDS, autocast_factory, train, update_host_speed
 
 
 @pytest.fixture
@@ -96,3 +97,20 @@ def test_a_run_resumed_on_a_slower_host_is_converted_by_each_hosts_share_of_its_
     assert results.load(tmp_path).iloc[0]["matmul_gflops"] == 200.0
     storage.atomic_write_json(run_dir / "metrics.json", metrics | {"world_size": 2})
     assert pd.isna(results.load(tmp_path).iloc[0]["matmul_gflops"]), "ranks measured a share of the cores each"
+
+
+def test_a_host_speed_measured_on_a_busy_machine_is_raised_by_the_next_quiet_measurement(monkeypatch):
+    """Other work only slows a measurement: a run that (re)started while the cores were busy would otherwise stamp
+    every later epoch with too slow a host, understating its hours at reference speed."""
+    measured = iter([390.0, 350.0, 500.0])
+    monkeypatch.setattr(hardware, "cpu_speed_in", lambda precision: next(measured) if precision == "bf16" else 0.0)
+    run = SimpleNamespace(host_gflops=207.0, cfg=SimpleNamespace(train=SimpleNamespace(amp="bf16")))
+    update_host_speed(run, epoch_seconds=HOST_SPEED_MIN_EPOCH_SECONDS - 1)
+    assert run.host_gflops == 207.0, "a short epoch (tests, smoke runs) does not pay for a measurement"
+    update_host_speed(run, epoch_seconds=240.0)
+    assert run.host_gflops == 390.0, "the quiet measurement replaces the busy one"
+    update_host_speed(run, epoch_seconds=240.0)
+    assert run.host_gflops == 390.0, "a later busy measurement does not lower it"
+    run.host_gflops = None  # the host's speed is unknown in this precision (bf16 emulated, GPU): nothing measured
+    update_host_speed(run, epoch_seconds=240.0)
+    assert run.host_gflops is None and next(measured) == 500.0, "and nothing was measured"

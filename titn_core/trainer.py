@@ -37,6 +37,8 @@ PREDICTIONS_FILE = "test_predictions.npz"  # top-5 classes of the final model fo
 # a teacher's best weights (2.7 MB for resnet-small), kept with its results: a clean checkout has no checkpoints/, and
 # without them every distilled run would retrain the teacher, which on a CPU does not reproduce it bit for bit
 TEACHER_WEIGHTS = "teacher_weights.pt"
+# epochs at least this long measure the host's speed again (`update_host_speed`): under 0.2% of their time
+HOST_SPEED_MIN_EPOCH_SECONDS = 60.0
 
 
 @dataclass
@@ -393,6 +395,19 @@ def restore(run: Run) -> None:
         print(f"[{run.run_id}] resuming after epoch {run.progress['epoch']} from {run.last_path}", flush=True)
 
 
+def update_host_speed(run: Run, epoch_seconds: float) -> None:
+    """Measure the host's matmul speed again after a long epoch and keep the fastest seen in this process.
+
+    Other work on the machine only ever slows a measurement, so one taken at (re)start while the cores were busy
+    would stamp every later epoch with too slow a host and understate its hours at reference speed; the maximum
+    converges on the host's own speed. Short epochs (tests, smoke runs) skip the ~0.2 s it costs.
+    """
+    if run.host_gflops is None or epoch_seconds < HOST_SPEED_MIN_EPOCH_SECONDS:
+        return
+    measured = hardware.cpu_speed_in(hardware.cpu_precision_of(run.cfg.train.amp))
+    run.host_gflops = max(run.host_gflops, measured)
+
+
 def run_epoch(run: Run, epoch: int) -> None:
     """One epoch: train, evaluate on the validation and test splits, record it and checkpoint."""
     t_wall = time.perf_counter()
@@ -404,6 +419,7 @@ def run_epoch(run: Run, epoch: int) -> None:
     progress = run.progress
     progress["train_seconds"] += seconds
     progress["wall_seconds"] += time.perf_counter() - t_wall
+    update_host_speed(run, seconds)
     seen = max(sums["seen"], 1)
     row = {
         "epoch": epoch + 1,
