@@ -265,7 +265,7 @@ def test_speed_summary_counts_the_eager_speeds_a_compile_record_measured_beside_
 
 def test_step_profile_table_names_the_setup_and_shows_fused_kernels_only_where_compiled(tmp_path, monkeypatch):
     from titn_core import benchmark_tables
-    from titn_core.benchmark_tables import VIT
+    from titn_core.benchmark_tables import MATMUL, VIT
 
     monkeypatch.setenv("TITN_RESULTS_DIR", str(tmp_path))
     (tmp_path / "benchmarks").mkdir()
@@ -281,7 +281,41 @@ def test_step_profile_table_names_the_setup_and_shows_fused_kernels_only_where_c
     table = benchmark_tables.step_profile_table().query("model == 'ours TITN'").set_index("setup")
     assert table.loc["eager", ["layer norm", "fused kernels (compiled)"]].tolist() == ["40%", "-"]
     assert table.loc["compiled", ["fused kernels (compiled)", "layer norm"]].tolist() == ["50%", "-"]
-    assert benchmark_tables.matmul_ratio("compiled") == 2.0 and benchmark_tables.matmul_ratio("eager") == 2.4
+    assert (
+        benchmark_tables.kind_ratio(MATMUL, "compiled") == 2.0 and benchmark_tables.kind_ratio(MATMUL, "eager") == 2.4
+    )
+    assert np.isnan(benchmark_tables.kind_ratio(benchmark_tables.FUSED, "compiled")), "the ViT row has no such kind"
+
+
+def test_inner_cost_estimate_prices_the_inner_transformer_at_the_outers_rates(tmp_path, monkeypatch):
+    """The ViT's step split into matmul and elementwise time, each scaled by the inner transformer's share of that
+    work, beside the ratio the throughput record of the same machine measured."""
+    from titn_core import benchmark_tables
+    from titn_core.benchmark_tables import MATMUL, VIT
+    from titn_core.complexity import block_work
+    from titn_core.config import model_preset
+    from titn_core.model import build_titn
+
+    monkeypatch.setenv("TITN_RESULTS_DIR", str(tmp_path))
+    (tmp_path / "benchmarks").mkdir()
+    machine = {"cpu": {"name": "EPYC", "cores": 2, "flags": ["avx512_bf16"]}}
+    vit_ms = {MATMUL: 100.0, "fused kernels (compiled)": 40.0, "optimiser": 10.0}
+    profile = {"amp_bf16": True, "compile_mode": "model.compile() in place", "preset": "titn-tiny",
+               "input": [128, 3, 32, 32], "environment": machine,
+               "models": {"ours TITN": {"ms_per_step": {MATMUL: 150.0}}, VIT: {"ms_per_step": vit_ms}}}  # fmt: skip
+    speeds = {"ours TITN": 100.0, VIT: 150.0, "ours TITN (eager)": 80.0, f"{VIT} (eager)": 160.0}
+    throughput = {"amp_bf16": True, "compile": True, "environment": machine,
+                  "models": {name: {"train_images_per_s": v} for name, v in speeds.items()}}  # fmt: skip
+    (tmp_path / "benchmarks" / "step-profile-cpu-a.json").write_text(json.dumps(profile))
+    (tmp_path / "benchmarks" / "throughput-cpu-a.json").write_text(json.dumps(throughput))
+    work = block_work(build_titn(model_preset("titn-tiny", 32), 32, 3, 10), (32, 3, 32))
+    flops = work["inner"]["flops"] / work["outer"]["flops"]
+    values = work["inner"]["mlp_values"] / work["outer"]["mlp_values"]
+    row = benchmark_tables.inner_cost_estimate().iloc[0]
+    assert row["TITN/ViT at the outer's rates"] == round(1 + (100 * flops + 40 * values) / 150, 2)
+    assert row["TITN/ViT measured"] == 1.5 and row["ViT: elementwise share"] == "27%"
+    assert benchmark_tables.titn_over_vit("eager", "bf16 autocast") == 2.0, "the eager speeds of a compile record"
+    assert np.isnan(benchmark_tables.titn_over_vit("compiled", "fp32")), "no fp32 record"
 
 
 def test_transfer_measures_how_much_of_the_teachers_lead_distillation_closed():

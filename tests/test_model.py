@@ -2,8 +2,8 @@ import pytest
 import torch
 
 from titn_core import model as model_module
-from titn_core.complexity import count_flops, count_params
-from titn_core.config import ModelConfig
+from titn_core.complexity import block_work, count_flops, count_params
+from titn_core.config import ModelConfig, model_preset
 from titn_core.model import TITN, few_token_attention
 
 
@@ -175,3 +175,15 @@ def test_flop_counter_counts_a_linear_layer_exactly():
             return self.fc(x.flatten(1))
 
     assert count_flops(Flat(), (4, 3, 7)) == 2 * 48 * 7
+
+
+def test_block_work_counts_each_transformers_matmul_flops_and_values_per_image():
+    """Checked against the products written out for TITN-tiny on 32px images: N=64 patches of m=4 words, c=32,
+    d=128, MLP ratio r=4, T=65 outer tokens (class token included)."""
+    N, m, c, d, r, T = 64, 4, 32, 128, 4, 65
+    work = block_work(TITN(model_preset("titn-tiny", 32), 32, 3, 10), (32, 3, 10))
+    layer = 4 + 2 * r  # qkv + projection + the MLP's two products, in units of width^2
+    inner_macs = N * m * layer * c * c + 2 * N * m * m * c + N * m * c * d  # + attention + words into the patch
+    outer_macs = T * layer * d * d + 2 * T * T * d
+    assert work["inner"] == {"flops": 2 * inner_macs, "mlp_values": N * m * c * r}
+    assert work["outer"] == {"flops": 2 * outer_macs, "mlp_values": T * d * r}

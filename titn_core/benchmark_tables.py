@@ -11,7 +11,10 @@ import json
 import pandas as pd
 
 from .book import results_dir
+from .complexity import block_work
+from .config import model_preset
 from .hardware import machine_of
+from .model import build_titn
 
 
 def benchmarks(kind: str = "throughput") -> list[dict]:
@@ -71,7 +74,7 @@ def attention_kernel_table() -> pd.DataFrame:
 
 STEP_KINDS = ("matmul and convolution", "casts and layout copies", "layer norm", "activation and softmax",
               "other elementwise and reductions", "optimiser", "fused kernels (compiled)")  # fmt: skip
-MATMUL = STEP_KINDS[0]
+MATMUL, FUSED = STEP_KINDS[0], STEP_KINDS[-1]
 
 
 def precision_of(record: dict) -> str:
@@ -103,15 +106,61 @@ def _share(ms: float | None, total: float) -> str:
     return "-" if ms is None else f"{100 * ms / total:.0f}%"
 
 
-def matmul_ratio(setup: str = "compiled", precision: str = "bf16 autocast") -> float:
-    """Our TITN's matmul time per step over our ViT's, in the step profile of that setup and precision (the last
-    such record by file name): how far the inner transformer's thin products fall below the ViT's matmul efficiency
-    (NaN: no such record)."""
+def kind_ratio(kind: str = MATMUL, setup: str = "compiled", precision: str = "bf16 autocast") -> float:
+    """Our TITN's time per step in one kind of work over our ViT's, in the step profile of that setup and precision
+    (the last such record by file name), e.g. how far the inner transformer's thin products fall below the ViT's
+    matmul efficiency (NaN: no such record)."""
     ratio = float("nan")
     for rec in benchmarks("step-profile"):
-        titn, vit = (rec["models"].get(n, {}).get("ms_per_step", {}).get(MATMUL) for n in ("ours TITN", VIT))
+        titn, vit = (rec["models"].get(n, {}).get("ms_per_step", {}).get(kind) for n in ("ours TITN", VIT))
         if setup_of(rec) == setup and precision_of(rec) == precision and titn and vit:
             ratio = titn / vit
+    return ratio
+
+
+def inner_cost_estimate() -> pd.DataFrame:
+    """Per step profile: the TITN/ViT time per image if the inner transformer ran at the outer's rates, i.e. its
+    matmuls at the ViT's time per FLOP and its elementwise work (norms, GELU, softmax, residuals, casts) at the ViT's
+    time per value, beside the ratio measured. The per-block work comes from the model (`complexity.block_work`)."""
+    rows = []
+    for rec in benchmarks("step-profile"):
+        vit = rec["models"].get(VIT, {}).get("ms_per_step")
+        if not (vit and "ours TITN" in rec["models"]):
+            continue
+        work = _block_work(rec)
+        flops = work["inner"]["flops"] / work["outer"]["flops"]
+        values = work["inner"]["mlp_values"] / work["outer"]["mlp_values"]
+        total, matmul = sum(vit.values()), vit[MATMUL]
+        elementwise = total - matmul - vit.get("optimiser", 0.0)
+        machine, precision, setup = machine_of(rec), precision_of(rec), setup_of(rec)
+        rows.append({"machine": machine, "precision": precision, "setup": setup,
+                     "inner/outer matmul FLOPs": round(flops, 2), "inner/outer values": round(values, 2),
+                     "ViT: matmul share": _share(matmul, total), "ViT: elementwise share": _share(elementwise, total),
+                     "TITN/ViT at the outer's rates": round(1 + (flops * matmul + values * elementwise) / total, 2),
+                     "TITN/ViT measured": round(titn_over_vit(setup, precision, machine), 2)})  # fmt: skip
+    return pd.DataFrame(rows)
+
+
+def _block_work(record: dict) -> dict[str, dict[str, int]]:
+    """`complexity.block_work` of the TITN a benchmark record measured (its preset and input size)."""
+    _, chans, size, _ = record["input"]
+    model = build_titn(model_preset(record["preset"], size), size, chans, num_classes=10)
+    return block_work(model, (size, chans, size))
+
+
+def titn_over_vit(setup: str, precision: str, machine: str | None = None) -> float:
+    """Our TITN's training time per image over our ViT's, from the last throughput record (of `machine`, if given)
+    measuring both in that setup ("eager" or "compiled") and precision, side by side (NaN: none)."""
+    ratio, suffix = float("nan"), "" if setup == "compiled" else " (eager)"
+    for rec in benchmarks():
+        if precision_of(rec) != precision or (setup == "compiled" and not rec["compile"]):
+            continue
+        if machine is not None and machine_of(rec) != machine:
+            continue
+        names = ("ours TITN", VIT) if not rec["compile"] else ("ours TITN" + suffix, VIT + suffix)
+        titn, vit = (rec["models"].get(n, {}).get("train_images_per_s") for n in names)
+        if titn and vit:
+            ratio = vit / titn
     return ratio
 
 
@@ -124,7 +173,8 @@ def speedup_headroom(target: float = 1.5) -> pd.DataFrame:
             continue
         matmul, other = ours[MATMUL], sum(ours.values()) - ours[MATMUL]
         allowed = sum(timm.values()) / target - matmul
-        rows.append({"machine": machine_of(rec), "precision": precision_of(rec), "setup": setup_of(rec),
+        machine, precision, setup = machine_of(rec), precision_of(rec), setup_of(rec)
+        rows.append({"machine": machine, "precision": precision, "setup": setup,
                      "ours: matmul ms": round(matmul), "ours: everything else ms": round(other),
                      "timm TNT: total ms": round(sum(timm.values())),
                      f"everything else allowed for {target}x ms": round(allowed),
