@@ -9,12 +9,14 @@ steps under the profiler; operator self times are summed into matmul, casts and 
 activations and softmax, other elementwise work and the optimiser. With `--compile` (every model compiled in place
 by `model.compile()`, as `throughput.py --compile` does) the kernels inductor generated are profiled too and count
 as "fused kernels (compiled)". Writes results/benchmarks/step-profile-<device>-<preset>-b<batch>[-bf16][-compile].json
-for the book's efficiency chapter (`--out` elsewhere).
+for the book's efficiency chapter (`--out` elsewhere). After profiling, the models' unprofiled training steps are
+timed in turns, so the record also says how their step times compare.
 """
 
 from __future__ import annotations
 
 import argparse
+import statistics
 import sys
 import time
 from pathlib import Path
@@ -26,7 +28,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
-from throughput import SETUPS, Runner, peers  # noqa: E402
+from throughput import SETUPS, Runner, peers, timed  # noqa: E402
 
 from titn_core import storage  # noqa: E402
 from titn_core.config import MODEL_PRESETS, model_preset  # noqa: E402
@@ -72,11 +74,23 @@ def profile_steps(runner: Runner, x: torch.Tensor, y: torch.Tensor, steps: int) 
     return {"ms_per_step": per_kind, "profiled_wall_ms_per_step": 1e3 * wall / steps}
 
 
+def timed_steps(runners: dict[str, Runner], x: torch.Tensor, y: torch.Tensor, steps: int, rounds: int) -> dict:
+    """Milliseconds per training step without the profiler, the models timed in turns (median round), as
+    `throughput.py` does: the profiler's overhead differs between models, so their step times are compared here,
+    within this record, rather than from the profiled time."""
+    times = {name: [] for name in runners}
+    for _ in range(rounds):
+        for name, runner in runners.items():
+            times[name].append(timed(lambda r=runner: r.train_step(x, y), x.device, steps))
+    return {name: 1e3 * statistics.median(t) / steps for name, t in times.items()}
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--preset", default="titn-tiny", choices=[m for m in MODEL_PRESETS if m.startswith("titn")])
     p.add_argument("--batch-size", type=int, default=128)
-    p.add_argument("--steps", type=int, default=4)
+    p.add_argument("--steps", type=int, default=4, help="profiled steps, and timed steps per round")
+    p.add_argument("--rounds", type=int, default=5, help="round-robin rounds of unprofiled timing")
     p.add_argument("--amp", action="store_true", help="bf16 autocast (the cpu profile trains so)")
     p.add_argument("--compile", action="store_true", help="model.compile() every model (ours: regional, per block)")
     p.add_argument("--only", nargs="*", help="substrings of model names to keep")
@@ -96,14 +110,17 @@ def main(argv: list[str] | None = None) -> int:
     if args.only:
         builders = {k: v for k, v in builders.items() if any(s.lower() in k.lower() for s in args.only)}
 
-    models = {}
+    models, runners = {}, {}
     for name, build in builders.items():
-        runner = Runner(build(), device, "model.compile()" if args.compile else "eager", args.amp)
-        models[name] = profile_steps(runner, x, y, args.steps)
+        runners[name] = Runner(build(), device, "model.compile()" if args.compile else "eager", args.amp)
+        models[name] = profile_steps(runners[name], x, y, args.steps)
         kinds = models[name]["ms_per_step"]
         total = sum(kinds.values())
         shares = ", ".join(f"{k} {100 * v / total:.0f}%" for k, v in kinds.items())
         print(f"{name}: {total:.0f} ms of operator time per step ({shares})")
+    for name, ms in timed_steps(runners, x, y, args.steps, args.rounds).items():
+        models[name]["train_ms_per_step"] = ms
+        print(f"{name}: {ms:.0f} ms per training step, unprofiled (median of {args.rounds} rounds)")
     record = {
         "preset": args.preset,
         "input": [args.batch_size, 3, 32, 32],
@@ -112,6 +129,7 @@ def main(argv: list[str] | None = None) -> int:
         "amp_bf16": args.amp,
         "compile_mode": SETUPS["model.compile()" if args.compile else "eager"],
         "steps": args.steps,
+        "rounds": args.rounds,
         "kinds": {k: sorted(v) for k, v in KINDS.items()},
         "models": models,
         "environment": storage.environment(),

@@ -15,7 +15,7 @@ def run_script(name: str, *args: str) -> None:
 
 
 def test_step_profile_sorts_operator_time_into_kinds(tmp_path):
-    args = ["--amp", "--batch-size", "4", "--steps", "1", "--only", "ours", "--out", str(tmp_path)]
+    args = ["--amp", "--batch-size", "4", "--steps", "1", "--rounds", "1", "--only", "ours", "--out", str(tmp_path)]
     run_script("step_profile.py", *args)
     record = json.loads((tmp_path / "step-profile-cpu-titn-tiny-b4-bf16.json").read_text())
     assert set(record["models"]) == {"ours TITN", "ours ViT (no inner)"}
@@ -23,6 +23,7 @@ def test_step_profile_sorts_operator_time_into_kinds(tmp_path):
         kinds = model["ms_per_step"]
         assert kinds["matmul and convolution"] > 0 and kinds["layer norm"] > 0
         assert sum(kinds.values()) <= 1.5 * model["profiled_wall_ms_per_step"] * record["threads"]
+        assert model["train_ms_per_step"] > 0, "the unprofiled step time, to compare the models within the record"
 
 
 def test_step_profile_kinds_cover_the_operators_that_matter():

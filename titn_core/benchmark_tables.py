@@ -121,7 +121,8 @@ def kind_ratio(kind: str = MATMUL, setup: str = "compiled", precision: str = "bf
 def inner_cost_estimate() -> pd.DataFrame:
     """Per step profile: the TITN/ViT time per image if the inner transformer ran at the outer's rates, i.e. its
     matmuls at the ViT's time per FLOP and its elementwise work (norms, GELU, softmax, residuals, casts) at the ViT's
-    time per value, beside the ratio measured. The per-block work comes from the model (`complexity.block_work`)."""
+    time per value, beside the ratio the same record timed. The per-block work comes from the model
+    (`complexity.block_work`)."""
     rows = []
     for rec in benchmarks("step-profile"):
         vit = rec["models"].get(VIT, {}).get("ms_per_step")
@@ -132,12 +133,11 @@ def inner_cost_estimate() -> pd.DataFrame:
         values = work["inner"]["mlp_values"] / work["outer"]["mlp_values"]
         total, matmul = sum(vit.values()), vit[MATMUL]
         elementwise = total - matmul - vit.get("optimiser", 0.0)
-        machine, precision, setup = machine_of(rec), precision_of(rec), setup_of(rec)
-        rows.append({"machine": machine, "precision": precision, "setup": setup,
+        rows.append({"machine": machine_of(rec), "precision": precision_of(rec), "setup": setup_of(rec),
                      "inner/outer matmul FLOPs": round(flops, 2), "inner/outer values": round(values, 2),
                      "ViT: matmul share": _share(matmul, total), "ViT: elementwise share": _share(elementwise, total),
                      "TITN/ViT at the outer's rates": round(1 + (flops * matmul + values * elementwise) / total, 2),
-                     "TITN/ViT measured": round(titn_over_vit(setup, precision, machine), 2)})  # fmt: skip
+                     "TITN/ViT measured": round(_timed_ratio(rec), 2)})  # fmt: skip
     return pd.DataFrame(rows)
 
 
@@ -148,20 +148,11 @@ def _block_work(record: dict) -> dict[str, dict[str, int]]:
     return block_work(model, (size, chans, size))
 
 
-def titn_over_vit(setup: str, precision: str, machine: str | None = None) -> float:
-    """Our TITN's training time per image over our ViT's, from the last throughput record (of `machine`, if given)
-    measuring both in that setup ("eager" or "compiled") and precision, side by side (NaN: none)."""
-    ratio, suffix = float("nan"), "" if setup == "compiled" else " (eager)"
-    for rec in benchmarks():
-        if precision_of(rec) != precision or (setup == "compiled" and not rec["compile"]):
-            continue
-        if machine is not None and machine_of(rec) != machine:
-            continue
-        names = ("ours TITN", VIT) if not rec["compile"] else ("ours TITN" + suffix, VIT + suffix)
-        titn, vit = (rec["models"].get(n, {}).get("train_images_per_s") for n in names)
-        if titn and vit:
-            ratio = vit / titn
-    return ratio
+def _timed_ratio(record: dict) -> float:
+    """Our TITN's unprofiled training step time over our ViT's, timed in turns in the same step-profile record
+    (NaN for records from before `step_profile.py` timed them)."""
+    titn, vit = (record["models"][name].get("train_ms_per_step") for name in ("ours TITN", VIT))
+    return titn / vit if titn and vit else float("nan")
 
 
 def speedup_headroom(target: float = 1.5) -> pd.DataFrame:
@@ -173,8 +164,7 @@ def speedup_headroom(target: float = 1.5) -> pd.DataFrame:
             continue
         matmul, other = ours[MATMUL], sum(ours.values()) - ours[MATMUL]
         allowed = sum(timm.values()) / target - matmul
-        machine, precision, setup = machine_of(rec), precision_of(rec), setup_of(rec)
-        rows.append({"machine": machine, "precision": precision, "setup": setup,
+        rows.append({"machine": machine_of(rec), "precision": precision_of(rec), "setup": setup_of(rec),
                      "ours: matmul ms": round(matmul), "ours: everything else ms": round(other),
                      "timm TNT: total ms": round(sum(timm.values())),
                      f"everything else allowed for {target}x ms": round(allowed),
