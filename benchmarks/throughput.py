@@ -210,10 +210,8 @@ def main(argv: list[str] | None = None) -> int:
             lambda: builders[OURS]().use_reference_attention(),
             "torch.compile(model)" if args.compile else "eager",
         )
-        if args.compile:  # and every peer eager, for "each at its fastest" within one process
-            jobs.update(
-                {f"{name} (eager)": (builders[name], "eager") for name in (OURS, VIT, TIMM) if name in builders}
-            )
+    if args.compile:  # and every peer eager, for "each at its fastest" within one process
+        jobs.update({f"{name} (eager)": (builders[name], "eager") for name in (OURS, VIT, TIMM) if name in builders})
 
     precision = "bf16" if amp else "fp32"
     peak = matmul_peak(device, torch.bfloat16 if amp else torch.float32)

@@ -197,7 +197,13 @@ def test_equal_compute_pits_the_titn_against_the_vit_schedule_of_closest_trainin
                 "test_top1": top1, "wall_seconds": epoch_seconds * epochs}  # fmt: skip
 
     main = [run("TITN (no KD)", 30, 120.0, 75.0), run("ViT (no KD)", 30, 60.0, 76.0)]
-    index = pd.DataFrame(main + [run("ViT (no KD)", 60, 60.0, 78.5), run("ViT (no KD)", 10, 60.0, 66.0)])
+    ablation = run("ViT (no KD)", 10, 60.0, 66.0)  # the ablations train alike but skip test-time augmentation
+    untested = book._student_role_config("cifar10", "cpu", "ViT (no KD)", 0, 10)
+    untested.train.tta = "none"
+    assert untested.hash() != ablation["config_hash"], "the cpu profile scores CIFAR with flip TTA"
+    ablation["config_hash"] = untested.hash()
+    index = pd.DataFrame(main + [run("ViT (no KD)", 60, 60.0, 78.5), ablation])
+    assert 10 in book.schedules(index, "cifar10", "cpu")["epochs"].tolist(), "the ablation's run is a schedule"
     equal = book.equal_compute(book.schedules(index, "cifar10", "cpu"), main_epochs=30)
     assert equal[["role", "epochs", "train h"]].values.tolist() == [["TITN (no KD)", 30, 1.0], ["ViT (no KD)", 60, 1.0]]
     assert equal["top1"].iloc[0] - equal["top1"].iloc[-1] == -3.5
@@ -592,3 +598,17 @@ def test_efficiency_chapter_renders_the_committed_benchmarks(built_book):
     assert "KD / no KD" in html, "the distillation-cost table from the smoke runs"
     assert "minutes incl. teacher" in html, "time to accuracy, the distilled student charged for its teacher"
     assert "operator ms/step" in html and "cut needed" in html, "the step profile and what 1.5x would take"
+
+
+def test_profile_table_reads_every_profile_and_dataset_from_the_config():
+    from titn_core import book_provenance
+    from titn_core.config import build_config
+
+    table = book_provenance.profile_table().set_index(["profile", "dataset"])
+    assert len(table) == 9 and table.index.is_unique
+    cpu100 = table.loc[("cpu", "CIFAR-100")]
+    teacher = build_config("cifar100", "cpu", kind="teacher")
+    assert cpu100["epochs"] == build_config("cifar100", "cpu").train.epochs
+    assert cpu100["teacher"] == f"fastcnn-wide ({teacher.train.epochs} epochs, {teacher.data.val_size} held out)"
+    assert "RandAugment" in table.loc[("paper", "CIFAR-10"), "augmentation"]
+    assert "RandAugment" not in table.loc[("paper", "MNIST"), "augmentation"], "digits get no RandAugment"

@@ -75,9 +75,12 @@ def test_switched_off_distillation_is_plain_cross_entropy(cfg):
     assert set(terms) == {"ce"}
 
 
-def test_soft_targets_from_mixup_are_accepted():
+def test_soft_targets_from_mixup_enter_the_loss_as_smoothed_probabilities():
     cls, _, _, _, teacher = _inputs()
-    probs = torch.softmax(torch.randn(4, 5), dim=1)
+    probs = torch.softmax(torch.randn(4, 5), dim=1)  # MixUp/CutMix targets: a distribution per image, not a class
     crit = DistillationLoss(DistillConfig(teacher="resnet18", logit="soft"), 6, None, 3, label_smoothing=0.1)
     total, _ = crit(StudentOutput(cls, None, None), probs, teacher)
-    assert torch.isfinite(total)
+    smoothed = 0.9 * probs + 0.1 / probs.shape[1]
+    ce = -(smoothed * F.log_softmax(cls, dim=1)).sum(1).mean()
+    expected = 0.5 * ce + 0.5 * soft_kd_loss(cls, teacher.logits, 4.0)
+    assert total.item() == pytest.approx(expected.item(), rel=1e-6)

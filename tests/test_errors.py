@@ -27,6 +27,13 @@ from titn_core.trainer import pick_device, train
         (dict(overrides={"model.inner": "maybe"}), "model.inner must be bool"),
         (dict(overrides={"model.colour": 1}), "unknown config field"),
         (dict(profile="gpu"), "unknown profile"),
+        (dict(overrides={"data.val_size": 0}), "val_size must be at least 1"),
+        (dict(overrides={"train.eval_batch_size": 0}), "eval_batch_size and train.lr must be positive"),
+        (dict(teacher="resnet-small", overrides={"distill.alpha": 1.5}), "alpha in \\[0, 1\\]"),
+        (dict(teacher="resnet-small", overrides={"distill.student_layer": 9}), "student_layer 9 is not a block"),
+        (dict(overrides={"distill.feature_loss": "l1"}), "feature_loss must be one of mse, cosine"),
+        (dict(teacher="resnet-small", kd="feature", overrides={"model.distill_token": True}), "train its head"),
+        (dict(overrides={"distill.teacher_checkpoint": "t.pt"}), "--teacher-checkpoint needs --teacher"),
     ],
 )
 def test_bad_config_is_rejected_with_a_clear_message(kwargs, message):
@@ -122,3 +129,18 @@ def test_cli_help_documents_every_option():
     assert proc.returncode == 0
     for option in ("--dataset", "--profile", "--teacher", "--kd", "--resume", "--data-dir", "--set", "--device"):
         assert option in proc.stdout
+
+
+def test_students_of_two_teacher_checkpoints_get_their_own_runs(tmp_path):
+    from titn_core.cli import _config_from_args, build_parser
+
+    ids = []
+    for weights in (b"teacher one", b"teacher two"):
+        (tmp_path / "best.pt").write_bytes(weights)
+        args = build_parser().parse_args(["train", "--teacher", "resnet-small", "--teacher-checkpoint",
+                                          str(tmp_path / "best.pt")])  # fmt: skip
+        ids.append(_config_from_args(args).run_id)
+    assert ids[0] != ids[1] and all(i.startswith("student-mnist-") for i in ids)
+    missing = build_parser().parse_args(["train", "--teacher", "resnet-small", "--teacher-checkpoint", "nope.pt"])
+    with pytest.raises(TITNError, match="nope.pt does not exist"):
+        _config_from_args(missing)

@@ -66,6 +66,9 @@ def test_parameter_checks_name_the_parameter():
     with pytest.raises(TITNError, match="unknown notebook parameter.*colour"):
         check_parameters(ns, before)
     assert check_parameters({"__annotations__": {"lr": "float"}, "lr": 1}, before) == {"lr": 1.0}
+    ns = {"__annotations__": {"seeds": "list"}, "seeds": "[0, 1]"}  # what papermill's -p makes of a list
+    with pytest.raises(TITNError, match='pass e.g. -y "seeds: \\[0, 1\\]"'):
+        check_parameters(ns, before)
 
 
 @pytest.mark.parametrize("notebook", sorted(Path("notebooks").glob("*.ipynb")), ids=lambda p: p.name)

@@ -1,5 +1,6 @@
 """Kills and torn files: a killed run resumes to the same numbers, a killed plan resumes, nothing torn is read."""
 
+import errno
 import json
 import os
 import signal
@@ -12,7 +13,7 @@ import pandas as pd
 import pytest
 import torch
 
-from titn_core import results
+from titn_core import results, storage
 from titn_core.distill import DistillationLoss
 from titn_core.errors import TITNError
 from titn_core.experiments import load_plan, run_plan
@@ -124,6 +125,19 @@ def test_results_dir_that_is_not_writable_fails_before_training(smoke_config, tm
             train(cfg)
 
 
+def test_a_full_disk_is_one_line_and_the_previous_file_is_kept(tmp_path, monkeypatch):
+    target = tmp_path / "metrics.json"
+    storage.atomic_write_json(target, {"epoch": 1})
+
+    def full_disk(*_):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(storage.os, "fsync", full_disk)
+    with pytest.raises(TITNError, match="could not write .*metrics.json \\(No space left on device\\); its previous"):
+        storage.atomic_write_json(target, {"epoch": 2})
+    assert json.loads(target.read_text()) == {"epoch": 1} and list(tmp_path.iterdir()) == [target], "no temp file left"
+
+
 def test_nan_loss_stops_the_run_and_keeps_the_last_good_checkpoint(smoke_config, monkeypatch):
     cfg = smoke_config(overrides={"train.epochs": 2, "data.train_subset": 256})
     run = train(cfg, stop_after=1)
@@ -146,3 +160,27 @@ def test_same_seed_same_machine_same_numbers(smoke_config, tmp_path):
     other = smoke_config(overrides={**over, "train.seed": 1})
     other.results_dir = str(tmp_path / "seed1")
     assert not train(other).history[numbers].equals(a.history[numbers]), "the seed must matter"
+
+
+def test_no_epochs_global_stream_replays_a_data_stream():
+    from titn_core.trainer import _epoch_seeds
+
+    seeds = [_epoch_seeds(seed, epoch) for seed in range(4) for epoch in range(400)]
+    global_seeds, data_seeds = ({s[i] for s in seeds} for i in (0, 1))
+    assert len(global_seeds) == len(data_seeds) == len(seeds) and not global_seeds & data_seeds
+    assert _epoch_seeds(0, 0)[1] == 1 and _epoch_seeds(1, 2)[1] == 1_000_006, "the committed runs' data seeds"
+
+
+def test_moving_the_global_stream_moves_no_number_of_a_run_without_droppath_or_mixing(smoke_config, monkeypatch):
+    """Why the committed runs kept their numbers when the global per-epoch seed moved off the data seeds."""
+    from titn_core import trainer as trainer_module
+
+    over = {"train.epochs": 1, "data.train_subset": 512}
+    now = train(smoke_config(overrides=over))
+    before = trainer_module._epoch_seeds
+    monkeypatch.setattr(trainer_module, "_epoch_seeds", lambda s, e: (before(s, e)[1] - 1, before(s, e)[1]))
+    cfg = smoke_config(overrides=over)
+    cfg.run_id = "old-global-seed"
+    old = train(cfg)
+    numbers = [c for c in now.history.columns if c not in TIMING]
+    pd.testing.assert_frame_equal(now.history[numbers], old.history[numbers], check_exact=True)

@@ -343,3 +343,20 @@ def test_the_estimate_counts_the_runs_the_plan_trains(smoke_plan):
     assert total["gpu_hours"] > 0 and round(plan_cost.GPU_FLOPS_PER_S / 1e12, 1) == 26.6
     cfg = build_config("cifar10", "cpu")  # a student of several blocks: depth 1 and 2 extrapolate to the full count
     assert cfg.model.depth > 2 and plan_cost.forward_flops(cfg) == count_flops(build_model(cfg), cfg.image_shape)
+
+
+def test_the_estimate_counts_a_teacher_that_only_its_students_train(tmp_path):
+    plan = tmp_path / "plan.yaml"
+    plan.write_text("defaults: {profile: smoke, dataset: mnist}\njobs:\n  - notebook: train_titn.ipynb\n"
+                    "    parameters: {kd: paper}\n")  # fmt: skip
+    (row,) = plan_cost.estimate(load_plan(plan)).to_dict("records")
+    teacher, student = build_config("mnist", "smoke", kind="teacher"), build_config("mnist", "smoke", kd="paper")
+    assert row["new runs"] == 2 and row["epochs"] == teacher.train.epochs + student.train.epochs
+
+
+def test_a_plan_whose_jobs_would_write_one_record_is_refused(tmp_path):
+    plan = tmp_path / "plan.yaml"
+    plan.write_text("defaults: {profile: smoke, dataset: mnist}\njobs:\n  - notebook: ablation.ipynb\n"
+                    "    matrix: {epochs: [2, 4]}\n")  # fmt: skip
+    with pytest.raises(TITNError, match="would both write .*ablation.job.json"):
+        load_plan(plan)

@@ -1,6 +1,8 @@
 """The fast whitened convnet teacher and the parts of its recipe the trainer gained for it (Nesterov SGD with
 decoupled decay, linear decay, lookahead, test-time augmentation)."""
 
+from pathlib import Path
+
 import pytest
 import torch
 
@@ -8,8 +10,9 @@ from titn_core.config import build_config
 from titn_core.data import load_arrays, normalize
 from titn_core.lookahead import Lookahead
 from titn_core.metrics import forward_tta
+from titn_core.optim import lr_lambda, make_optimizer
 from titn_core.teachers import build_teacher
-from titn_core.trainer import lr_lambda, make_optimizer, train
+from titn_core.trainer import train
 
 
 def test_whitening_layer_decorrelates_the_training_patches(data_dir):
@@ -97,3 +100,13 @@ def test_fastcnn_recipe_resumes_to_identical_metrics_and_reports_tta(smoke_confi
     for key in ("test_top1", "test_top5", "val_top1", "test_top1_tta"):
         assert resumed.metrics[key] == whole.metrics[key], key
     assert whole.metrics["tta"] == "flip+shift" and 0 <= whole.metrics["test_top1_tta"] <= 100
+
+
+def test_fastcnn_warm_up_is_a_share_of_the_epochs_actually_trained():
+    recipe = build_config("cifar10", "cpu", kind="teacher", overrides={"train.amp": "bf16"})  # as committed
+    shorter = build_config("cifar10", "cpu", kind="teacher", overrides={"train.epochs": 8})
+    assert shorter.train.warmup_epochs / 8 == recipe.train.warmup_epochs / recipe.train.epochs == 0.23
+    fixed = build_config("cifar10", "cpu", kind="teacher", overrides={"train.epochs": 8, "train.warmup_epochs": 1})
+    assert fixed.train.warmup_epochs == 1, "an explicit warm-up wins"
+    (committed,) = Path("results").glob("teacher-cifar10-fastcnn-cpu-s0-*")
+    assert committed.name.endswith(recipe.hash()[:8]), "the recipe's committed run keeps its hash"

@@ -9,14 +9,15 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from titn_core import storage
+from titn_core import storage, teacher_runs
 from titn_core import trainer as trainer_module
 from titn_core.config import build_config, validate
 from titn_core.data import load_arrays, make_splits, normalize
 from titn_core.errors import TITNError
 from titn_core.metrics import predict
 from titn_core.notebook import attention_of, one_per_class, per_class_report, saved_test_predictions
-from titn_core.trainer import TEACHER_WEIGHTS, build_model, evaluate_checkpoint, teacher_config, train
+from titn_core.teacher_runs import TEACHER_WEIGHTS, teacher_config
+from titn_core.trainer import build_model, evaluate_checkpoint, train
 
 
 def test_overfits_a_64_image_batch(data_dir):
@@ -145,7 +146,7 @@ def test_cached_teacher_targets_replace_the_teachers_forward_per_step(smoke_conf
     assert (result.history["train_kd"] > 0).all()
     logits = seen["logits"]
     assert logits.shape == (512, 10), "one row per training image"
-    teacher, _ = trainer_module.load_teacher(cfg, torch.device("cpu"))
+    teacher, _ = teacher_runs.load_teacher(cfg, torch.device("cpu"))
     images = make_splits(load_arrays("mnist", cfg.data.data_dir), cfg.data).x_train[:8]
     views = [predict(teacher, v, "mnist", 8, "cpu") for v in (images, images.flip(-1))]
     assert torch.allclose(logits[:8], views[0], atol=1e-4), "MNIST trains without flips: no mirror in its targets"
@@ -205,4 +206,26 @@ def test_compiled_training_runs_and_learns_like_eager(smoke_config):
     assert abs(compiled.metrics["test_top1"] - eager.metrics["test_top1"]) < 3.0
     state = storage.load_checkpoint(compiled.checkpoint_dir / "last.pt")
     assert not any(k.startswith("_orig_mod") for k in state["model"]), "checkpoints load into an eager model"
-    assert evaluate_checkpoint(compiled.checkpoint_dir / "last.pt", cfg.data.data_dir)["top1"] > 0
+    rescored = evaluate_checkpoint(compiled.checkpoint_dir / "last.pt", cfg.data.data_dir)["top1"]
+    assert abs(rescored - compiled.metrics["test_top1"]) <= 0.5, "the eager model scores as the compiled one did"
+
+
+def test_a_checkpoint_is_scored_in_its_runs_precision(smoke_config):
+    run = train(smoke_config(overrides={"train.epochs": 1, "train.amp": "bf16"}))
+    assert (
+        evaluate_checkpoint(run.checkpoint_dir / "best.pt", run.config.data.data_dir)["top1"]
+        == (run.metrics["best_test_top1"])
+    ), "bf16-trained and scored: fp32 scoring would move the number from metrics.json"
+
+
+def test_starting_a_finished_run_over_sets_its_result_aside_so_an_interrupted_rerun_never_passes_for_complete(
+    smoke_config,
+):
+    cfg = smoke_config()
+    first = train(cfg)
+    again = train(cfg, force=True, stop_after=1)  # killed after one epoch of the new run
+    assert not again.metrics["complete"] and not (again.run_dir / "metrics.json").exists()
+    kept = json.loads((again.run_dir / "metrics.superseded.json").read_text())
+    assert kept["test_top1"] == first.metrics["test_top1"], "the old result is kept for the record"
+    resumed = train(cfg, resume=True)  # neither cached nor started over: it continues the new run
+    assert resumed.metrics["complete"] and list(resumed.history["epoch"]) == [1, 2, 3]

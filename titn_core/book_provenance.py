@@ -34,21 +34,27 @@ def profile_table() -> pd.DataFrame:
 
     rows = []
     for profile in ("smoke", "cpu", "paper"):
-        for dataset in ("mnist", "cifar10"):
+        for dataset in DATASET_TITLES:
             s, t = build_config(dataset, profile, kd="paper"), build_config(dataset, profile, kind="teacher")
-            m, d = s.model, s.data
-            aug = [f"crop±{d.crop_padding}"] + ["flip"] * d.flip + ["RandAugment"] * d.randaugment
-            aug += [f"mixup {d.mixup_alpha}"] * bool(d.mixup_alpha) + [f"cutmix {d.cutmix_alpha}"] * bool(
-                d.cutmix_alpha
-            )
-            aug += [f"label smoothing {d.label_smoothing}"] * bool(d.label_smoothing)
+            m = s.model
             precision = {"bf16": "bf16 autocast", "off": "fp32"}.get(s.train.amp, "bf16 on CUDA, else fp32")
+            teacher = f"{s.distill.teacher} ({t.train.epochs} epochs, {t.data.val_size} held out)"
             rows.append({"profile": profile, "dataset": DATASET_TITLES[dataset],
                          "student": f"{m.preset}: patch {m.patch_size}, word {m.word_size}, d={m.outer_dim}, "
                                     f"c={m.inner_dim}, depth {m.depth}, heads {m.outer_heads}/{m.inner_heads}",
                          "epochs": s.train.epochs, "batch": s.train.batch_size, "lr (AdamW)": s.train.lr,
-                         "precision": precision,
-                         "augmentation": ", ".join(aug),
-                         "train images": "4096 subset" if d.train_subset else "all but 5000 held out for validation",
-                         "teacher": f"{s.distill.teacher} ({t.train.epochs} epochs)"})  # fmt: skip
+                         "precision": precision, "augmentation": _augmentation(s.data),
+                         "train images": _training_images(s.data),
+                         "teacher": teacher})  # fmt: skip
     return pd.DataFrame(rows)
+
+
+def _augmentation(d) -> str:
+    aug = [f"crop±{d.crop_padding}"] + ["flip"] * d.flip + ["RandAugment"] * d.randaugment
+    aug += [f"mixup {d.mixup_alpha}"] * bool(d.mixup_alpha) + [f"cutmix {d.cutmix_alpha}"] * bool(d.cutmix_alpha)
+    return ", ".join(aug + [f"label smoothing {d.label_smoothing}"] * bool(d.label_smoothing))
+
+
+def _training_images(d) -> str:
+    subset = f"a {d.train_subset}-image subset" if d.train_subset else "the training split"
+    return f"{subset}, {d.val_size} held out for validation"

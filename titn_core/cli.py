@@ -7,8 +7,10 @@ traceback.
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import sys
+from pathlib import Path
 
 from .config import DATASETS, KD_MODES, MODEL_PRESETS, PROFILES, TEACHERS, build_config
 from .errors import TITNError
@@ -66,7 +68,11 @@ def build_parser() -> argparse.ArgumentParser:
         choices=TEACHERS,
         help="distil from this teacher (trained first with the same profile if no checkpoint exists)",
     )
-    tr.add_argument("--teacher-checkpoint", help="use this teacher checkpoint instead of the profile's teacher run")
+    tr.add_argument(
+        "--teacher-checkpoint",
+        help="use this teacher checkpoint instead of the profile's teacher run "
+        "(with --teacher naming its architecture; the run id gets the checkpoint's content hash)",
+    )
     tr.add_argument(
         "--kd",
         choices=KD_MODES,
@@ -79,7 +85,8 @@ def build_parser() -> argparse.ArgumentParser:
     te.add_argument(
         "--teacher",
         choices=TEACHERS,
-        help="teacher architecture (default: resnet-small for the smoke and cpu profiles, resnet18 for paper)",
+        help="teacher architecture (default: resnet18 for paper; resnet-small for smoke, and for cpu on MNIST; "
+        "fastcnn / fastcnn-wide for cpu on CIFAR-10 / CIFAR-100)",
     )
 
     ev = sub.add_parser("evaluate", help="test-split top-1/top-5 of a checkpoint")
@@ -122,7 +129,16 @@ def _config_from_args(args) -> object:
     cfg.run_id, cfg.progress, cfg.compile = args.run_id, not args.no_progress, args.compile
     if getattr(args, "teacher_checkpoint", None):
         cfg.distill.teacher_checkpoint = args.teacher_checkpoint
+        cfg.run_id = cfg.run_id or _run_id_with_teacher(cfg, Path(args.teacher_checkpoint))
     return cfg
+
+
+def _run_id_with_teacher(cfg, checkpoint: Path) -> str:
+    """The default run id plus the teacher checkpoint's content hash: the checkpoint is not part of the config hash
+    (paths differ per machine), so without it two teachers' students would share one run and its cached result."""
+    if not checkpoint.is_file():
+        raise TITNError(f"teacher checkpoint {checkpoint} does not exist; pass a best.pt written by `teacher`")
+    return f"{cfg.default_run_id()}-t{hashlib.sha256(checkpoint.read_bytes()).hexdigest()[:8]}"
 
 
 def _models_table() -> str:

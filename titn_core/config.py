@@ -284,6 +284,7 @@ FASTCNN_RECIPE = {
 }  # fmt: skip
 # cpu: what an hour of 2 EPYC cores buys (benchmarks/teacher_throughput.py projects it): fastcnn 16 epochs in ~0.5 h,
 # the 2.6x costlier fastcnn-wide 12 epochs in ~0.9 h
+FASTCNN_WARMUP_SHARE = 0.23  # of the run's epochs, as airbench94 warms up
 FASTCNN_EPOCHS = {"cpu": {"mnist": 8, "cifar10": 16, "cifar100": 12}, "smoke": 1, "paper": 40}
 
 
@@ -294,7 +295,6 @@ def _apply_teacher_recipe(cfg: RunConfig) -> None:
             setattr(getattr(cfg, section), key, value)
     epochs = FASTCNN_EPOCHS[cfg.profile]
     cfg.train.epochs = epochs[cfg.data.dataset] if isinstance(epochs, dict) else epochs
-    cfg.train.warmup_epochs = 0.23 * cfg.train.epochs
     if cfg.profile == "smoke":
         cfg.train.batch_size = 256
 
@@ -340,6 +340,8 @@ def build_config(
         _apply_teacher_recipe(cfg)
     for key, value in (overrides or {}).items():
         set_field(cfg, key, value)
+    if kind == "teacher" and teacher.startswith("fastcnn") and "train.warmup_epochs" not in (overrides or {}):
+        cfg.train.warmup_epochs = FASTCNN_WARMUP_SHARE * cfg.train.epochs  # after overrides: follows --epochs
     validate(cfg)
     return cfg
 
@@ -394,10 +396,17 @@ def coerce(value, annotation, key: str):
 
 def validate(cfg: RunConfig) -> None:
     """Reject settings that cannot run, before anything is written."""
-    size, _, _ = cfg.image_shape
-    m, t, d = cfg.model, cfg.train, cfg.distill
     if cfg.profile not in PROFILES:
         raise TITNError(f"unknown profile {cfg.profile!r}; choose one of: {', '.join(PROFILES)}")
+    _validate_model(cfg)
+    _validate_train(cfg.train)
+    _validate_data(cfg.data)
+    _validate_distill(cfg)
+
+
+def _validate_model(cfg: RunConfig) -> None:
+    size, _, _ = cfg.image_shape
+    m = cfg.model
     if m.patch_size <= 0 or size % m.patch_size:
         raise TITNError(
             f"patch size {m.patch_size} does not divide the {size}px images of {cfg.data.dataset}; "
@@ -407,37 +416,59 @@ def validate(cfg: RunConfig) -> None:
         raise TITNError(f"word size {m.word_size} does not divide patch size {m.patch_size}; use a divisor of it")
     if m.outer_dim % m.outer_heads or m.inner_dim % m.inner_heads:
         raise TITNError("model dims must be divisible by their head counts (outer_dim/outer_heads, inner_dim/...)")
+
+
+def _validate_train(t: TrainConfig) -> None:
     if t.epochs <= 0:
         raise TITNError(f"epochs must be a positive integer, got {t.epochs}")
-    if t.batch_size <= 0 or t.lr <= 0:
-        raise TITNError("batch_size and lr must be positive")
+    if t.batch_size <= 0 or t.lr <= 0 or t.eval_batch_size <= 0:
+        raise TITNError("train.batch_size, train.eval_batch_size and train.lr must be positive")
     if t.amp not in ("auto", "bf16", "off"):
         raise TITNError(f"train.amp must be 'auto', 'bf16' or 'off', got {t.amp!r}")
-    for name, value, allowed in (("optimizer", t.optimizer, ("adamw", "sgd")), ("schedule", t.schedule, ("cosine",
-                                 "linear")), ("tta", t.tta, ("none", "flip", "flip+shift"))):  # fmt: skip
-        if value not in allowed:
-            raise TITNError(f"train.{name} must be one of {', '.join(allowed)}; got {value!r}")
+    tta = ("none", "flip", "flip+shift")
+    _check_choices(t, "train", optimizer=("adamw", "sgd"), schedule=("cosine", "linear"), tta=tta)
     if t.lookahead_every < 0:
         raise TITNError(f"train.lookahead_every must be >= 0 (0 = off), got {t.lookahead_every}")
-    if not 0 < cfg.data.train_fraction <= 1:
-        raise TITNError(f"data.train_fraction must be in (0, 1], got {cfg.data.train_fraction}")
+
+
+def _check_choices(section, name: str, **allowed: tuple[str, ...]) -> None:
+    for key, choices in allowed.items():
+        if (value := getattr(section, key)) not in choices:
+            raise TITNError(f"{name}.{key} must be one of {', '.join(choices)}; got {value!r}")
+
+
+def _validate_data(data: DataConfig) -> None:
+    if not 0 < data.train_fraction <= 1:
+        raise TITNError(f"data.train_fraction must be in (0, 1], got {data.train_fraction}")
+    if data.val_size < 1:  # the held-out split picks the best checkpoint
+        raise TITNError(f"data.val_size must be at least 1 (images held out for validation), got {data.val_size}")
+
+
+def _validate_distill(cfg: RunConfig) -> None:
+    d, m = cfg.distill, cfg.model
     if d.teacher is not None and d.teacher not in TEACHERS:
         raise TITNError(f"unknown teacher {d.teacher!r}; choose one of: {', '.join(TEACHERS)}")
-    if d.logit not in ("none", "soft", "hard"):
-        raise TITNError(f"distill.logit must be 'none', 'soft' or 'hard', got {d.logit!r}")
-    if d.logit == "hard" and not m.distill_token and cfg.kind == "student":
+    _check_choices(d, "distill", logit=("none", "soft", "hard"), feature_loss=("mse", "cosine"),
+                   teacher_targets=("online", "cached"))  # fmt: skip
+    if d.temperature <= 0 or not 0 <= d.alpha <= 1:
+        raise TITNError(f"distill.temperature must be positive and distill.alpha in [0, 1]: {d.temperature}, {d.alpha}")
+    if not -m.depth <= d.student_layer < m.depth:
+        raise TITNError(f"distill.student_layer {d.student_layer} is not a block of the {m.depth}-block model; "
+                        f"use one in [-{m.depth}, {m.depth - 1}]")  # fmt: skip
+    if cfg.kind != "student":
+        return
+    if d.logit == "hard" and not m.distill_token:
         raise TITNError("hard distillation needs the distillation token: set model.distill_token=true")
-    if d.feature_loss not in ("mse", "cosine"):
-        raise TITNError(f"distill.feature_loss must be 'mse' or 'cosine', got {d.feature_loss!r}")
-    if d.temperature <= 0:
-        raise TITNError("distill.temperature must be positive")
-    if d.teacher_targets not in ("online", "cached"):
-        raise TITNError(f"distill.teacher_targets must be 'online' or 'cached', got {d.teacher_targets!r}")
+    if m.distill_token and d.teacher is not None and d.logit == "none":  # its head would learn nothing yet vote
+        raise TITNError("model.distill_token with a teacher needs a logit term to train its head: "
+                        "set distill.logit=hard (or soft), or model.distill_token=false")  # fmt: skip
+    if d.teacher_checkpoint is not None and d.teacher is None:
+        raise TITNError("--teacher-checkpoint needs --teacher naming its architecture (e.g. --teacher fastcnn)")
     mixing = cfg.data.mixup_alpha > 0 or cfg.data.cutmix_alpha > 0
     if d.teacher_targets == "cached" and (d.feature_weight > 0 or mixing):
         raise TITNError(
             "distill.teacher_targets=cached holds one logit vector per image: it cannot serve the feature "
             "term or MixUp/CutMix; set distill.feature_weight=0 and no mixing, or teacher_targets=online"
         )
-    if cfg.kind == "student" and d.teacher is None and (d.logit != "none" or d.feature_weight > 0):
+    if d.teacher is None and (d.logit != "none" or d.feature_weight > 0):
         raise TITNError("distillation terms are on but no teacher is set: pass --teacher resnet18 (or --kd none)")

@@ -204,7 +204,18 @@ def load_plan(path: str | Path, overrides: dict | None = None) -> list[Job]:
         keys = list(matrix)
         for combo in itertools.product(*(matrix[k] for k in keys)) if keys else [()]:
             jobs.append(Job(entry["notebook"], {**base, **dict(zip(keys, combo, strict=True))}, gpus=gpus))
+    _check_distinct_outputs(jobs, path)
     return jobs
+
+
+def _check_distinct_outputs(jobs: list[Job], path: Path) -> None:
+    """Two jobs writing one executed notebook and record would overwrite each other's, so each would run again on
+    every `run` (e.g. one ablation family at two schedules: its folder names family, dataset and profile only)."""
+    first: dict[Path, Job] = {}
+    for job in jobs:
+        if (other := first.setdefault(job.record_path, job)) is not job:
+            raise TITNError(f"{path}: jobs {other.label()} and {job.label()} would both write {job.record_path}; "
+                            "list a job once, or run the other from a plan with its own results_dir")  # fmt: skip
 
 
 def _gpus(entry: dict, n: int, path: Path) -> int | None:

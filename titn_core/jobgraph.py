@@ -1,6 +1,6 @@
 """Which jobs of a plan wait for which, read from the runs each job trains and the teacher runs they need.
 
-A distilled student needs its teacher run (`trainer.teacher_config`: same dataset and profile, seed 0); an attention
+A distilled student needs its teacher run (`teacher_config`: same dataset and profile, seed 0); an attention
 job reuses its student's run; an ablation's distilled variants need the teacher. A job waits for every earlier job
 that trains a run it needs or trains too, so two jobs never train one run at once. A teacher run that no job of the
 plan trains (its job left out by --where) is trained by the first job that needs it, and the others wait for that
@@ -10,7 +10,7 @@ one. Dependencies only point to earlier jobs, so a plan never deadlocks.
 from __future__ import annotations
 
 from .config import RunConfig
-from .trainer import teacher_config
+from .teacher_runs import teacher_config
 
 
 def needed_teacher(cfg: RunConfig) -> str | None:

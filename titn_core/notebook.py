@@ -45,7 +45,7 @@ def check_parameters(namespace: dict, names_before_parameters: set[str]) -> dict
         if not ok:
             raise TITNError(
                 f"notebook parameter {name!r} must be {expected.__name__}, got {type(value).__name__} {value!r}; "
-                f"pass e.g. -p {name} {_example(expected)}"
+                f"pass e.g. {_example(name, expected)}"
             )
         values[name] = value
     return values
@@ -61,8 +61,11 @@ def work_from_repository_root() -> None:
         print(f"working folder: {here.parent} (the repository root, as for the CLI)")
 
 
-def _example(t: type) -> str:
-    return {str: "mnist", int: "3", float: "0.5", bool: "True", list: "'[1, 2]'", dict: "'{}'"}[t]
+def _example(name: str, t: type) -> str:
+    """papermill's -p reads only numbers, booleans and None, so a list or dict goes in as YAML with -y."""
+    if t in (list, dict):
+        return f'-y "{name}: {"[0, 1]" if t is list else "{}"}"'
+    return f"-p {name} " + {str: "mnist", int: "3", float: "0.5", bool: "True"}[t]
 
 
 CLASS_NAMES = {

@@ -19,6 +19,7 @@ import pandas as pd
 from .complexity import count_flops
 from .config import DataConfig, RunConfig, build_config
 from .jobgraph import needed_teacher
+from .teacher_runs import teacher_config
 from .trainer import build_model
 
 DEIT_B_FLOPS = 2 * 17.6e9  # per image, forward
@@ -67,13 +68,18 @@ def run_flops(cfg: RunConfig, cache: dict) -> float:
 
 
 def estimate(jobs: list) -> pd.DataFrame:
-    """One row per job: its notebook, the runs it trains that no earlier job does, their epochs and GPU-hours."""
+    """One row per job: its notebook, the runs it trains that no earlier job does (a teacher its students need and
+    no job trains counts for the first job that needs it: the trainer trains it there), their epochs and GPU-hours."""
     seen: set[str] = set()
     cache: dict = {}
     rows = []
     for job in jobs:
-        new = [cfg for cfg in job.run_configs() if cfg.default_run_id() not in seen]
-        seen.update(cfg.default_run_id() for cfg in new)
+        configs = job.run_configs()
+        new = []
+        for cfg in [teacher_config(c) for c in configs if needed_teacher(c)] + configs:
+            if (run_id := cfg.default_run_id()) not in seen:
+                seen.add(run_id)
+                new.append(cfg)
         flops = sum(run_flops(cfg, cache) for cfg in new)
         rows.append({
             "notebook": job.notebook, "job": job.label(), "new runs": len(new),

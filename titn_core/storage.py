@@ -21,6 +21,7 @@ from . import hardware
 from .errors import TITNError
 
 CHECKPOINT_FORMAT = 1
+WHERE_TO_WRITE = "choose a writable folder (--results-dir, --checkpoint-dir)"
 
 
 def atomic_write_bytes(path: str | Path, data: bytes) -> None:
@@ -29,15 +30,18 @@ def atomic_write_bytes(path: str | Path, data: bytes) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     except OSError as e:
-        raise TITNError(f"cannot write to {path.parent} ({e.strerror}); choose a writable --results-dir") from e
+        raise TITNError(f"cannot write to {path.parent} ({e.strerror}); {WHERE_TO_WRITE}") from e
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(data)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as e:
         Path(tmp).unlink(missing_ok=True)
+        if isinstance(e, OSError):  # e.g. a full disk: the previous file is untouched
+            raise TITNError(f"could not write {path} ({e.strerror}); its previous version is kept; "
+                            f"free space there or {WHERE_TO_WRITE}") from e  # fmt: skip
         raise
 
 

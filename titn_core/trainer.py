@@ -10,7 +10,6 @@ resume, `best.pt` chosen on the validation split) are not committed.
 
 from __future__ import annotations
 
-import math
 import time
 import warnings
 from dataclasses import dataclass, field
@@ -24,19 +23,24 @@ from tqdm.auto import tqdm
 
 from . import distributed, hardware, storage
 from .complexity import count_flops, count_params
-from .config import DistillConfig, RunConfig, build_config, kd_label, validate
+from .config import DistillConfig, RunConfig, kd_label, validate
 from .data import BatchAugment, Splits, batches, load_arrays, make_splits, normalize
 from .distill import DistillationLoss, StudentOutput, TeacherOutput, teacher_forward
 from .errors import TITNError
 from .lookahead import Lookahead
 from .metrics import as_percent, count_hits, evaluate, predict, top_classes
 from .model import TITN, build_titn
-from .teachers import ResNetTeacher, build_teacher
+from .optim import lr_lambda, make_optimizer
+from .teacher_runs import (
+    TEACHER_WEIGHTS,
+    cached_teacher_logits,
+    load_teacher,
+    publish_teacher_weights,
+    set_aside_results,
+)
+from .teachers import build_teacher
 
 PREDICTIONS_FILE = "test_predictions.npz"  # top-5 classes of the final model for every test image
-# a teacher's best weights (2.7 MB for resnet-small), kept with its results: a clean checkout has no checkpoints/, and
-# without them every distilled run would retrain the teacher, which on a CPU does not reproduce it bit for bit
-TEACHER_WEIGHTS = "teacher_weights.pt"
 # epochs at least this long measure the host's speed again (`update_host_speed`): under 0.2% of their time
 HOST_SPEED_MIN_EPOCH_SECONDS = 60.0
 
@@ -93,102 +97,6 @@ def model_from_checkpoint(state: dict) -> tuple[nn.Module, RunConfig]:
     return model, cfg
 
 
-def teacher_config(cfg: RunConfig) -> RunConfig:
-    """The teacher run a student reuses: same dataset and profile, seed 0, so every student seed shares it."""
-    t = build_config(cfg.data.dataset, cfg.profile, kind="teacher", teacher=cfg.distill.teacher)
-    t.data.data_dir, t.results_dir, t.checkpoint_dir = cfg.data.data_dir, cfg.results_dir, cfg.checkpoint_dir
-    t.device, t.progress = cfg.device, cfg.progress
-    return t
-
-
-def load_teacher(cfg: RunConfig, device: torch.device) -> tuple[ResNetTeacher, dict]:
-    """Load the teacher checkpoint (given, or the profile's teacher run, trained first if it does not exist)."""
-    path = cfg.distill.teacher_checkpoint
-    if path is None:
-        tcfg = teacher_config(cfg)
-        with torch.random.fork_rng():  # the student's initialisation must not depend on whether this trains
-            run = train(tcfg, resume=True)
-            if _teacher_weights(run) is None:
-                # results with neither checkpoint nor published weights: train the teacher again, with its old
-                # metrics set aside so a killed retraining resumes instead of passing for complete
-                aside = storage.set_aside(run.run_dir / "metrics.json", "before-retraining")
-                for record in run.run_dir.glob("*.job.json"):  # its notebook's confusion matrix is the old teacher's:
-                    storage.set_aside(record, "before-retraining")  # without its record, a plan runs it again
-                print(f"[{run.run_id}] no teacher weights in {run.checkpoint_dir}; retraining it ({aside.name})")
-                run = train(tcfg, resume=True)
-        path = _teacher_weights(run)
-    state = storage.load_checkpoint(path)
-    tcfg = RunConfig.from_dict(state["config"])
-    if tcfg.kind != "teacher":
-        raise TITNError(f"{path} is a {tcfg.kind} checkpoint, not a teacher; pass a checkpoint from `teacher`")
-    if tcfg.data.dataset != cfg.data.dataset or tcfg.num_classes != cfg.num_classes:
-        raise TITNError(
-            f"teacher {path} was trained on {tcfg.data.dataset} ({tcfg.num_classes} classes) but the student "
-            f"trains on {cfg.data.dataset} ({cfg.num_classes}); use a teacher of the same dataset"
-        )
-    if tcfg.distill.teacher != cfg.distill.teacher:
-        raise TITNError(f"{path} holds a {tcfg.distill.teacher} teacher, not {cfg.distill.teacher}; fix --teacher")
-    teacher, _ = model_from_checkpoint(state)
-    teacher.to(device).eval().requires_grad_(False)
-    info = {"teacher_run_id": state.get("run_id"), "teacher_checkpoint": str(path)}
-    info["teacher_test_top1"] = state.get("metrics", {}).get("test_top1")
-    return teacher, info
-
-
-def _teacher_weights(run: RunResult) -> Path | None:
-    """The teacher's best.pt from this machine's checkpoints, else the copy kept with its results, else None."""
-    return next((p for p in (run.checkpoint_dir / "best.pt", run.run_dir / TEACHER_WEIGHTS) if p.exists()), None)
-
-
-def _publish_teacher_weights(ckpt_dir: Path, run_dir: Path) -> None:
-    """Copy a teacher's best.pt (weights, config, metrics: no optimiser) beside its results, once."""
-    best, published = ckpt_dir / "best.pt", run_dir / TEACHER_WEIGHTS
-    if best.exists() and not published.exists():
-        storage.atomic_write_bytes(published, best.read_bytes())
-
-
-def lr_lambda(cfg: RunConfig, steps_per_epoch: int):
-    """Linear warm-up, then cosine (or linear) decay to `min_lr_ratio` of the peak, per optimiser step."""
-    t = cfg.train
-    warmup = max(1, round(t.warmup_epochs * steps_per_epoch))
-    total = max(warmup + 1, t.epochs * steps_per_epoch)
-
-    def factor(step: int) -> float:
-        if step < warmup:
-            return (step + 1) / warmup
-        progress = min((step - warmup) / (total - warmup), 1.0)
-        remaining = 1 - progress if t.schedule == "linear" else 0.5 * (1 + math.cos(math.pi * progress))
-        return t.min_lr_ratio + (1 - t.min_lr_ratio) * remaining
-
-    return factor
-
-
-def make_optimizer(params: list[tuple[str, nn.Parameter]], cfg: RunConfig) -> torch.optim.Optimizer:
-    """AdamW; no weight decay on biases, norms, tokens and position embeddings (1-D or token-shaped tensors)."""
-    if cfg.train.optimizer == "sgd":
-        return nesterov_sgd(params, cfg)
-    decay = [p for n, p in params if p.ndim >= 2 and not n.endswith(("_token", "pos_embed", "word_pos"))]
-    no_decay = [p for n, p in params if not (p.ndim >= 2 and not n.endswith(("_token", "pos_embed", "word_pos")))]
-    groups = [{"params": decay, "weight_decay": cfg.train.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
-    # fused: one kernel for all parameters instead of ~7 small ops per tensor (a fifth of a CPU step otherwise)
-    return torch.optim.AdamW(groups, lr=cfg.train.lr, betas=(0.9, 0.999), fused=True)
-
-
-def nesterov_sgd(params: list[tuple[str, nn.Parameter]], cfg: RunConfig) -> torch.optim.SGD:
-    """Nesterov SGD as airbench uses it: weight decay decoupled from the learning rate (each step shrinks a weight by
-    the schedule's factor times `weight_decay`, whatever its group's lr), norm-layer biases learning faster."""
-    t = cfg.train
-
-    def group(members, lr):
-        return {"params": members, "lr": lr, "weight_decay": t.weight_decay / lr}
-
-    is_norm_bias = [p.ndim == 1 and ("norm" in n or ".bn" in n) and n.endswith("bias") for n, p in params]
-    norm_biases = [p for (_, p), yes in zip(params, is_norm_bias, strict=True) if yes]
-    others = [p for (_, p), yes in zip(params, is_norm_bias, strict=True) if not yes]
-    groups = [group(others, t.lr)] + ([group(norm_biases, t.lr * t.norm_bias_lr_scale)] if norm_biases else [])
-    return torch.optim.SGD(groups, lr=t.lr, momentum=t.momentum, nesterov=True)
-
-
 def student_step_output(model: nn.Module, x: torch.Tensor, distill: DistillConfig, need_tokens: bool):
     """Run the model being trained; for TITN keep the patch tokens of the distillation block if needed."""
     if not isinstance(model, TITN):
@@ -212,8 +120,12 @@ class TrainStep(nn.Module):
         return loss, terms, out.cls_logits
 
 
-def _epoch_seed(seed: int, epoch: int) -> int:
-    return seed * 1_000_003 + epoch
+def _epoch_seeds(seed: int, epoch: int) -> tuple[int, int]:
+    """(global, data) seeds of an epoch. The data stream (order, crops, flips) keeps the seeds every committed run
+    used; the global one (DropPath, RandAugment, MixUp/CutMix: none of them in the cpu profile) is offset so it never
+    replays another epoch's data stream, as it did while it was the next epoch's data seed."""
+    data = seed * 1_000_003 + epoch + 1
+    return data + 2**40, data
 
 
 def _load_cached(cfg: RunConfig, run_dir: Path, ckpt_dir: Path) -> RunResult | None:
@@ -237,7 +149,8 @@ def _nan_message(loss: torch.Tensor, epoch: int, step: int, last_path: Path, sta
     kept = f"the last good checkpoint {last_path} (epoch {start_epoch})" if last_path.exists() else "no checkpoint"
     return (
         f"loss became {loss.item()} at epoch {epoch + 1} step {step}; stopped, {kept} is kept; "
-        "lower train.lr or train.grad_clip and --resume"
+        "start a new run with a lower train.lr or a train.grad_clip (both change the run's config, so resuming "
+        "this one cannot apply them)"
     )
 
 
@@ -309,7 +222,7 @@ def train(cfg: RunConfig, resume: bool = False, force: bool = False, stop_after:
     run_dir, ckpt_dir = Path(cfg.results_dir) / run_id, Path(cfg.checkpoint_dir) / run_id
     if not force and (cached := _load_cached(cfg, run_dir, ckpt_dir)) is not None:
         if cfg.kind == "teacher":
-            _publish_teacher_weights(ckpt_dir, run_dir)  # a teacher finished before its weights were kept
+            publish_teacher_weights(ckpt_dir, run_dir)  # a teacher finished before its weights were kept
         return cached
     if (ckpt_dir / "last.pt").exists() and not (resume or force):
         raise TITNError(f"run {run_id} already has a checkpoint ({ckpt_dir / 'last.pt'}); pass --resume to continue "
@@ -321,6 +234,8 @@ def train(cfg: RunConfig, resume: bool = False, force: bool = False, stop_after:
     run = set_up(cfg, ctx, device, run_id, run_dir, ckpt_dir)
     if resume and run.last_path.exists() and not force:
         restore(run)
+    elif ctx.is_main and (run_dir / "metrics.json").exists():  # a finished run (--force), or a stale one
+        print(f"[{run_id}] starting over; the old result is kept as {set_aside_results(run_dir, 'superseded').name}")
     if ctx.is_main:
         storage.atomic_write_json(run_dir / "config.json", {"config_hash": cfg.hash(), "run_id": run_id,
                                                             **cfg.to_dict()})  # fmt: skip
@@ -340,42 +255,45 @@ def train(cfg: RunConfig, resume: bool = False, force: bool = False, stop_after:
 
 
 def set_up(cfg: RunConfig, ctx, device, run_id: str, run_dir: Path, ckpt_dir: Path) -> Run:
-    """Data, model (seeded), teacher, loss, optimiser and schedule: everything before the first step."""
+    """Data, model (seeded), teacher, loss, optimiser and schedule: everything before the first step, built in an
+    order that fixes what the seed initialises (model, then the loss's projector)."""
     splits = make_splits(load_arrays(cfg.data.dataset, cfg.data.data_dir), cfg.data)
+    model = _seeded_model(cfg, splits, device)
+    teacher, teacher_info = load_teacher(cfg, device) if cfg.kind == "student" and cfg.distill.teacher else (None, {})
+    criterion = _loss(cfg, model, teacher, device)
+    named = list(model.named_parameters()) + [("distill." + n, p) for n, p in criterion.named_parameters()]
+    optimizer = make_optimizer(named, cfg)
+    steps, every = max(1, len(splits.y_train) // cfg.train.batch_size), cfg.train.lookahead_every
+    autocast = autocast_factory(device, cfg.train.amp)
+    cached = teacher is not None and cfg.distill.teacher_targets == "cached"
+    return Run(
+        cfg=cfg, ctx=ctx, device=device, run_id=run_id, run_dir=run_dir, ckpt_dir=ckpt_dir, splits=splits,
+        model=model, teacher=teacher, teacher_info=teacher_info, criterion=criterion,
+        step_module=ctx.wrap(TrainStep(model, criterion, cfg.distill), device), named=named, optimizer=optimizer,
+        scheduler=torch.optim.lr_scheduler.LambdaLR(optimizer, lr_lambda(cfg, steps)),
+        augment=BatchAugment(cfg.data, cfg.num_classes), autocast=autocast,
+        lookahead=Lookahead(model, every, cfg.train.epochs * steps) if every else None, steps_per_epoch=steps,
+        teacher_logits=cached_teacher_logits(teacher, splits.x_train, cfg, device, autocast) if cached else None,
+    )  # fmt: skip
+
+
+def _seeded_model(cfg: RunConfig, splits: Splits, device) -> nn.Module:
     torch.manual_seed(cfg.train.seed)
     model = build_model(cfg).to(device)
     if hasattr(model, "init_from_data"):  # data-dependent initialisation (fastcnn's whitening layer)
         model.init_from_data(normalize(splits.x_train[:5000].to(device), cfg.data.dataset))
+    return model
+
+
+def _loss(cfg: RunConfig, model: nn.Module, teacher: nn.Module | None, device) -> DistillationLoss:
+    """The run's loss; a student's feature term projects its tokens to the teacher stage's channels."""
     d = cfg.distill
-    teacher, teacher_info = load_teacher(cfg, device) if cfg.kind == "student" and d.teacher else (None, {})
     teacher_dim = teacher.stage_channels.get(d.teacher_layer) if teacher is not None else None
     if teacher is not None and d.feature_weight > 0 and teacher_dim is None:
         raise TITNError(f"teacher {d.teacher} has no stage {d.teacher_layer!r}; use one of {teacher.stage_names}")
     distill_cfg = d if cfg.kind == "student" else DistillConfig()
     grid, smoothing = getattr(model, "grid", 1), cfg.data.label_smoothing
-    criterion = DistillationLoss(distill_cfg, cfg.model.outer_dim, teacher_dim, grid, smoothing).to(device)
-    named = list(model.named_parameters()) + [("distill." + n, p) for n, p in criterion.named_parameters()]
-    optimizer = make_optimizer(named, cfg)
-    steps_per_epoch = max(1, len(splits.y_train) // cfg.train.batch_size)
-    every = cfg.train.lookahead_every
-    autocast = autocast_factory(device, cfg.train.amp)
-    cached = teacher is not None and d.teacher_targets == "cached"
-    return Run(
-        cfg, ctx, device, run_id, run_dir, ckpt_dir, splits, model, teacher, teacher_info, criterion,
-        ctx.wrap(TrainStep(model, criterion, d), device), named, optimizer,
-        torch.optim.lr_scheduler.LambdaLR(optimizer, lr_lambda(cfg, steps_per_epoch)),
-        BatchAugment(cfg.data, cfg.num_classes), autocast,
-        Lookahead(model, every, cfg.train.epochs * steps_per_epoch) if every else None, steps_per_epoch,
-        cached_teacher_logits(teacher, splits.x_train, cfg, device, autocast) if cached else None,
-    )  # fmt: skip
-
-
-def cached_teacher_logits(teacher: nn.Module, images: torch.Tensor, cfg: RunConfig, device, autocast) -> torch.Tensor:
-    """The teacher's logits for every training image, averaged with its mirror image's where training flips (the
-    mirror is then a view the student sees, and on fastcnn two views beat one; a mirrored digit is not a digit):
-    computed once, they replace a teacher forward per step."""
-    tta = "flip" if cfg.data.flip else "none"
-    return predict(teacher, images, cfg.data.dataset, cfg.train.eval_batch_size, device, autocast, tta=tta)
+    return DistillationLoss(distill_cfg, cfg.model.outer_dim, teacher_dim, grid, smoothing).to(device)
 
 
 def restore(run: Run) -> None:
@@ -449,8 +367,9 @@ def train_epoch(run: Run, epoch: int) -> tuple[dict, float]:
     """The optimiser steps of one epoch, re-seeded from (seed, epoch) so a resumed run repeats them exactly.
     Returns the loss/accuracy sums over all processes and the seconds spent."""
     cfg, ctx = run.cfg, run.ctx
-    torch.manual_seed(_epoch_seed(cfg.train.seed, epoch))
-    gen = torch.Generator().manual_seed(_epoch_seed(cfg.train.seed, epoch) + 1)
+    global_seed, data_seed = _epoch_seeds(cfg.train.seed, epoch)
+    torch.manual_seed(global_seed)
+    gen = torch.Generator().manual_seed(data_seed)
     run.step_module.train()
     if hasattr(run.model, "start_epoch"):  # per-epoch schedules inside the model (fastcnn freezes its whitening bias)
         run.model.start_epoch(epoch)
@@ -518,7 +437,7 @@ def finish(run: Run, size: dict, env: dict) -> RunResult:
         storage.atomic_write_npz(run.run_dir / PREDICTIONS_FILE, top5=top_classes(logits).numpy())
         if cfg.kind == "teacher":
             (run.run_dir / TEACHER_WEIGHTS).unlink(missing_ok=True)  # a retrained teacher replaces the old weights
-            _publish_teacher_weights(run.ckpt_dir, run.run_dir)
+            publish_teacher_weights(run.ckpt_dir, run.run_dir)
         storage.atomic_write_json(run.run_dir / "metrics.json", metrics)  # written last: its presence means complete
     ctx.barrier()
     return RunResult(run.run_id, run.run_dir, run.ckpt_dir, cfg, metrics, hist)
@@ -576,7 +495,8 @@ def evaluate_checkpoint(path: str | Path, data_dir: str | None = None, device: s
     arrays = load_arrays(cfg.data.dataset, data_dir or cfg.data.data_dir)
     splits = make_splits(arrays, cfg.data)
     model.to(dev)
-    result = evaluate(model, splits.x_test, splits.y_test, cfg.data.dataset, cfg.train.eval_batch_size, dev)
+    autocast = autocast_factory(dev, cfg.train.amp)  # the run's precision: scores match its metrics.json
+    result = evaluate(model, splits.x_test, splits.y_test, cfg.data.dataset, cfg.train.eval_batch_size, dev, autocast)
     return {
         "checkpoint": str(path),
         "run_id": state.get("run_id"),
