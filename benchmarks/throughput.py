@@ -175,7 +175,7 @@ def timed(fn: Callable[[], None], device: torch.device, steps: int) -> float:
     return time.perf_counter() - t
 
 
-def main(argv: list[str] | None = None) -> int:
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--preset", default="titn-tiny", choices=[m for m in MODEL_PRESETS if m.startswith("titn")])
     p.add_argument("--image-size", type=int, default=32)
@@ -192,14 +192,12 @@ def main(argv: list[str] | None = None) -> int:
     )
     p.add_argument("--only", nargs="*", help="substrings of model names to keep")
     p.add_argument("--out", default=str(ROOT / "results" / "benchmarks"))
-    args = p.parse_args(argv)
+    return p.parse_args(argv)
 
-    device = pick_device(args.device)
-    amp = args.amp or device.type == "cuda"
-    torch.manual_seed(0)
-    cfg = model_preset(args.preset, args.image_size)
-    x = torch.randn(args.batch_size, args.channels, args.image_size, args.image_size, device=device)
-    y = torch.randint(0, args.classes, (args.batch_size,), device=device)
+
+def build_jobs(args, cfg) -> dict:
+    """name -> (model builder, setup): every peer as asked, our pre-issue-21 TITN with --reference, and with
+    --compile every peer eager too, for "each at its fastest" within one process."""
     builders = peers(cfg, args.image_size, args.channels, args.classes)
     if args.only:
         builders = {k: v for k, v in builders.items() if any(s.lower() in k.lower() for s in args.only)}
@@ -210,35 +208,38 @@ def main(argv: list[str] | None = None) -> int:
             lambda: builders[OURS]().use_reference_attention(),
             "torch.compile(model)" if args.compile else "eager",
         )
-    if args.compile:  # and every peer eager, for "each at its fastest" within one process
+    if args.compile:
         jobs.update({f"{name} (eager)": (builders[name], "eager") for name in (OURS, VIT, TIMM) if name in builders})
+    return jobs
 
-    precision = "bf16" if amp else "fp32"
-    peak = matmul_peak(device, torch.bfloat16 if amp else torch.float32)
-    print(f"device {device}, {torch.get_num_threads()} threads, matmul peak {peak / 1e9:.1f} GFLOP/s ({precision})")
+
+def warm_up(jobs: dict, args, x, y, device, amp: bool) -> tuple[dict, dict]:
+    """Build, warm up (compile) and size every model: (runners, rows). A peer that cannot train or infer on this
+    torch is reported in its row's errors, not hidden."""
     runners, rows = {}, {}
     for name, (build, how) in jobs.items():
         model = build()
         flops = count_flops(model, (args.image_size, args.channels, args.classes))
-        rows[name] = {
-            "params": count_params(model),
-            "forward_flops_per_image": flops,
-            "errors": {},
-            "setup": SETUPS[how],
-        }
+        rows[name] = {"params": count_params(model), "forward_flops_per_image": flops, "errors": {},
+                      "setup": SETUPS[how]}  # fmt: skip
         runners[name] = Runner(model, device, how, amp)
         start = time.perf_counter()
         for mode, step in (("train", lambda r=runners[name]: r.train_step(x, y)), ("infer", runners[name].infer_step)):
             try:
                 step() if mode == "train" else step(x)
                 step() if mode == "train" else step(x)  # warm-up (and compilation)
-            except RuntimeError as e:  # a peer that cannot train on this torch is reported, not hidden
+            except RuntimeError as e:
                 rows[name]["errors"][mode] = str(e).splitlines()[0][:200]
                 print(f"{name}: {mode} step fails: {rows[name]['errors'][mode]}", file=sys.stderr)
         rows[name]["warmup_s"] = time.perf_counter() - start  # with compiling, the compile time (wall)
         if "train" not in rows[name]["errors"]:
             rows[name]["train_memory_mb"] = train_memory(runners[name], x, y, device)
+    return runners, rows
 
+
+def time_rounds(runners: dict, rows: dict, args, x, y, device, peak: float) -> None:
+    """Models timed in turns, round after round (so a slow spell of a shared machine hits them all alike); each
+    row gets the median round's images/s and the fraction of the matmul peak it reaches."""
     train_s = {n: [] for n in runners}
     infer_s = {n: [] for n in runners}
     for _ in range(args.rounds):
@@ -255,6 +256,8 @@ def main(argv: list[str] | None = None) -> int:
             work = (3 if mode == "train" else 1) * row["forward_flops_per_image"]
             row[f"{mode}_peak_fraction"] = work * speed / peak if speed else None
 
+
+def print_table(rows: dict) -> None:
     base = rows.get(TIMM, {}).get("train_images_per_s")
     print(f"\n{'model':28s} {'params':>8s} {'MFLOP/img':>10s} {'train img/s':>12s} {'infer img/s':>12s} "
           f"{'train %peak':>11s} {'mem MB':>8s} {'vs timm':>8s}")  # fmt: skip
@@ -266,9 +269,10 @@ def main(argv: list[str] | None = None) -> int:
             f"{_fmt(r['train_peak_fraction'] and 100 * r['train_peak_fraction'], '10.1f')}% "
             f"{_fmt(r.get('train_memory_mb'), '8.0f')} {(f'{speed / base:.2f}x' if base and speed else '-'):>8s}"
         )
-    ratios = summary_ratios(rows)
-    for key, value in ratios.items():
-        print(f"{key}: {value:.3f}")
+
+
+def write_record(args, argv, cfg, device, amp: bool, peak: float, rows: dict, ratios: dict) -> Path:
+    setup = "model.compile()" if args.compile else "eager"
     record = {
         "preset": args.preset,
         "model_config": dataclasses.asdict(cfg),
@@ -283,7 +287,7 @@ def main(argv: list[str] | None = None) -> int:
         "steps": args.steps,
         "rounds": args.rounds,
         "matmul_peak_flops": peak,
-        "matmul_peak_precision": precision,
+        "matmul_peak_precision": "bf16" if amp else "fp32",
         "memory_measure": "activations saved for backward + params/grads/AdamW"
         if device.type == "cpu"
         else "CUDA max_memory_allocated",
@@ -294,7 +298,28 @@ def main(argv: list[str] | None = None) -> int:
     suffix = ("-bf16" if amp and device.type == "cpu" else "") + ("-compile" if args.compile else "")
     out = Path(args.out) / f"throughput-{device.type}-{args.preset}-b{args.batch_size}{suffix}.json"
     storage.atomic_write_json(out, record)
-    print(f"\nwrote {out}")
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    device = pick_device(args.device)
+    amp = args.amp or device.type == "cuda"
+    torch.manual_seed(0)
+    cfg = model_preset(args.preset, args.image_size)
+    x = torch.randn(args.batch_size, args.channels, args.image_size, args.image_size, device=device)
+    y = torch.randint(0, args.classes, (args.batch_size,), device=device)
+    jobs = build_jobs(args, cfg)
+    peak = matmul_peak(device, torch.bfloat16 if amp else torch.float32)
+    print(f"device {device}, {torch.get_num_threads()} threads, matmul peak {peak / 1e9:.1f} GFLOP/s "
+          f"({'bf16' if amp else 'fp32'})")  # fmt: skip
+    runners, rows = warm_up(jobs, args, x, y, device, amp)
+    time_rounds(runners, rows, args, x, y, device, peak)
+    print_table(rows)
+    ratios = summary_ratios(rows)
+    for key, value in ratios.items():
+        print(f"{key}: {value:.3f}")
+    print(f"\nwrote {write_record(args, argv, cfg, device, amp, peak, rows, ratios)}")
     return 0
 
 

@@ -49,3 +49,14 @@ def test_teacher_throughput_records_every_variant_and_the_recipe_projection(tmp_
     assert recipe["training_pflops"] == pytest.approx(3 * record["forward_flops_per_image"] * 16 * 48_000 / 1e15)
     assert 0.4 < recipe["training_pflops"] < 0.6, "airbench94's shape at 16 epochs: ~0.5 PFLOPs"
     assert record["machine"]["cores"] >= 1
+
+
+def test_throughput_times_every_model_asked_for_and_records_its_machine(tmp_path):
+    args = ["--batch-size", "4", "--steps", "1", "--rounds", "2", "--only", "ours", "--reference"]
+    run_script("throughput.py", *args, "--out", str(tmp_path))
+    record = json.loads((tmp_path / "throughput-cpu-titn-tiny-b4.json").read_text())
+    assert set(record["models"]) == {"ours TITN", "ours ViT (no inner)", "ours TITN (reference)"}
+    for row in record["models"].values():
+        assert row["train_images_per_s"] > 0 and 0 < row["train_peak_fraction"] < 1 and not row["errors"]
+    assert record["rounds"] == 2 and record["matmul_peak_precision"] == "fp32"
+    assert record["environment"]["cpu"], "every record names its CPU"
