@@ -1,3 +1,5 @@
+from pathlib import Path
+
 import pytest
 import torch
 
@@ -97,3 +99,13 @@ def test_augment_with_cutmix_returns_probabilities():
     out, y = aug(x, torch.arange(8), torch.Generator().manual_seed(0))
     assert out.dtype == torch.float32 and out.shape == x.shape
     assert y.shape == (8, 10) and torch.allclose(y.sum(1), torch.ones(8))
+
+
+def test_a_missing_dataset_downloads_into_the_named_folder_else_the_user_cache(tmp_path, monkeypatch):
+    from titn_core.data import download_dir
+
+    monkeypatch.delenv("TITN_DATA_DIR", raising=False)
+    assert download_dir(None) == Path("~/.cache/titn/data").expanduser(), "not ../shared/data beside the checkout"
+    assert download_dir(str(tmp_path)) == tmp_path
+    monkeypatch.setenv("TITN_DATA_DIR", str(tmp_path / "env"))
+    assert download_dir(None) == tmp_path / "env"

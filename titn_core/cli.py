@@ -35,7 +35,9 @@ def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--results-dir", default="results", help="where results/<run-id>/ is written (default: results)")
     p.add_argument("--checkpoint-dir", default="checkpoints", help="where checkpoints/<run-id>/ go")
     p.add_argument("--device", default="auto", help="auto (CUDA if present, else CPU), cpu, cuda, cuda:1 ...")
-    p.add_argument("--compile", action="store_true", help="torch.compile the model (pays on GPUs; ~6%% on this CPU)")
+    p.add_argument(
+        "--compile", action="store_true", help="torch.compile the model (~1.16x for TITN-tiny in bf16 on 2 EPYC cores)"
+    )
     p.add_argument("--seed", type=int, help="random seed (default 0)")
     p.add_argument("--epochs", type=int, help="override the profile's epoch count")
     p.add_argument("--run-id", help="name of the run folder (default: derived from the config and its hash)")

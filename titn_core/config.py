@@ -131,7 +131,7 @@ class RunConfig:
     results_dir: str = "results"
     checkpoint_dir: str = "checkpoints"
     device: str = "auto"
-    compile: bool = False  # torch.compile the student: +6% in bf16 on this CPU, minus ~1 min of compiling
+    compile: bool = False  # torch.compile the student: ~1.16x in bf16 on 2 EPYC cores, minus ~1 min of compiling
     progress: bool = True
 
     def to_dict(self) -> dict:

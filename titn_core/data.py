@@ -59,6 +59,9 @@ class DatasetArrays:
     exact_test: Tensor | None = None  # False for a test image that is only an approximation of the original
 
 
+CACHE_DIR = Path("~/.cache/titn/data")  # searched by default; downloads and `make data` go here
+
+
 def project_root() -> Path:
     return Path(__file__).resolve().parent.parent
 
@@ -69,7 +72,14 @@ def candidate_dirs(data_dir: str | None) -> list[Path]:
     if os.environ.get("TITN_DATA_DIR"):
         return [Path(os.environ["TITN_DATA_DIR"]).expanduser()]
     root = project_root()
-    return [root / "data", Path("~/.cache/titn/data").expanduser(), root.parent / "shared" / "data"]
+    return [root / "data", CACHE_DIR.expanduser(), root.parent / "shared" / "data"]
+
+
+def download_dir(data_dir: str | None) -> Path:
+    """Where a missing dataset is downloaded: the folder the user named, else the per-user cache (never the
+    checkout, nor a shared folder beside it)."""
+    named = data_dir or os.environ.get("TITN_DATA_DIR")
+    return Path(named).expanduser() if named else CACHE_DIR.expanduser()
 
 
 def sha256_of(path: Path) -> str:
@@ -168,10 +178,8 @@ def load_arrays(name: str, data_dir: str | None = None, download: bool = True) -
             f"{packed} is packed; unpack it once with `python {packed.parent / 'unpack.py'} ~/.cache/titn/data` "
             "(searched by default) or pass that folder as --data-dir / TITN_DATA_DIR"
         )
-    if download:
-        target = dirs[0] if (data_dir or os.environ.get("TITN_DATA_DIR")) else dirs[-1]
-        if (found := _from_torchvision(name, target, download=True)) is not None:
-            return found
+    if download and (found := _from_torchvision(name, download_dir(data_dir), download=True)) is not None:
+        return found
     looked = ", ".join(str(d) for d in dirs)
     raise TITNError(
         f"dataset {name} not found (looked for {name}.npz or torchvision folders in: {looked}; download "
