@@ -175,7 +175,7 @@ def load_arrays(name: str, data_dir: str | None = None, download: bool = True) -
             return found
     if packed := next((d / f"{name}.webp.npz" for d in dirs if (d / f"{name}.webp.npz").is_file()), None):
         raise TITNError(
-            f"{packed} is packed; unpack it once with `python {packed.parent / 'unpack.py'} ~/.cache/titn/data` "
+            f"{packed} is packed; unpack it once with `python {packed.parent / 'unpack.py'} {CACHE_DIR}` "
             "(searched by default) or pass that folder as --data-dir / TITN_DATA_DIR"
         )
     if download and (found := _from_torchvision(name, download_dir(data_dir), download=True)) is not None:

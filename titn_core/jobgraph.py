@@ -13,12 +13,18 @@ from .config import RunConfig
 from .teacher_runs import teacher_config
 
 
-def needed_teacher(cfg: RunConfig) -> str | None:
-    """The run id of the teacher run `cfg` distils from, if the trainer would load (or train) it."""
+def needed_teacher_config(cfg: RunConfig) -> RunConfig | None:
+    """The teacher run `cfg` distils from, if the trainer would load (or train) it."""
     d = cfg.distill
     if cfg.kind != "student" or d.teacher is None or d.teacher_checkpoint:
         return None
-    return teacher_config(cfg).default_run_id()
+    return teacher_config(cfg)
+
+
+def needed_teacher(cfg: RunConfig) -> str | None:
+    """The run id of `needed_teacher_config`, if any."""
+    teacher = needed_teacher_config(cfg)
+    return teacher.default_run_id() if teacher is not None else None
 
 
 def runs_of(job) -> tuple[set[str], set[str]]:

@@ -17,9 +17,8 @@ import dataclasses
 import pandas as pd
 
 from .complexity import count_flops
-from .config import DataConfig, RunConfig, build_config
-from .jobgraph import needed_teacher
-from .teacher_runs import teacher_config
+from .config import DataConfig, RunConfig
+from .jobgraph import needed_teacher_config
 from .trainer import build_model
 
 DEIT_B_FLOPS = 2 * 17.6e9  # per image, forward
@@ -60,10 +59,8 @@ def run_flops(cfg: RunConfig, cache: dict) -> float:
     train_images = epoch_train_images(d)
     scored = d.val_size + (d.test_subset or TEST_IMAGES)
     student = _cached_flops(cfg, cache)
-    teacher = 0
-    if needed_teacher(cfg):
-        teacher_cfg = build_config(d.dataset, cfg.profile, kind="teacher", teacher=cfg.distill.teacher)
-        teacher = _cached_flops(teacher_cfg, cache)
+    teacher_cfg = needed_teacher_config(cfg)
+    teacher = _cached_flops(teacher_cfg, cache) if teacher_cfg is not None else 0
     return cfg.train.epochs * (train_images * (3 * student + teacher) + scored * student)
 
 
@@ -76,7 +73,7 @@ def estimate(jobs: list) -> pd.DataFrame:
     for job in jobs:
         configs = job.run_configs()
         new = []
-        for cfg in [teacher_config(c) for c in configs if needed_teacher(c)] + configs:
+        for cfg in [t for c in configs if (t := needed_teacher_config(c)) is not None] + configs:
             if (run_id := cfg.default_run_id()) not in seen:
                 seen.add(run_id)
                 new.append(cfg)
