@@ -23,7 +23,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from titn_core import storage  # noqa: E402
-from titn_core.config import model_preset  # noqa: E402
+from titn_core.profiles import model_preset  # noqa: E402
 
 
 def best_ms(fn, repeats: int) -> float:

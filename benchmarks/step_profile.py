@@ -31,7 +31,7 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 from throughput import SETUPS, Runner, peers, timed  # noqa: E402
 
 from titn_core import storage  # noqa: E402
-from titn_core.config import MODEL_PRESETS, model_preset  # noqa: E402
+from titn_core.profiles import MODEL_PRESETS, model_preset  # noqa: E402
 from titn_core.trainer import pick_device  # noqa: E402
 
 # operator name (without "aten::") -> kind of work; anything not listed counts as "other elementwise"

@@ -31,9 +31,9 @@ from throughput import timed  # noqa: E402
 
 from titn_core import hardware, storage  # noqa: E402
 from titn_core.complexity import count_flops, training_pflops  # noqa: E402
-from titn_core.config import build_config  # noqa: E402
 from titn_core.hardware import matmul_peak  # noqa: E402
 from titn_core.plan_cost import epoch_train_images  # noqa: E402
+from titn_core.profiles import build_config  # noqa: E402
 from titn_core.teachers import build_teacher  # noqa: E402
 
 CPU = torch.device("cpu")  # the teacher recipe this projects is the cpu profile's

@@ -41,9 +41,10 @@ sys.path.insert(0, str(ROOT))
 
 from titn_core import storage  # noqa: E402
 from titn_core.complexity import count_flops, count_params  # noqa: E402
-from titn_core.config import MODEL_PRESETS, ModelConfig, model_preset  # noqa: E402
+from titn_core.config import ModelConfig  # noqa: E402
 from titn_core.hardware import matmul_peak, sync  # noqa: E402
 from titn_core.model import build_titn  # noqa: E402
+from titn_core.profiles import MODEL_PRESETS, model_preset  # noqa: E402
 from titn_core.trainer import pick_device  # noqa: E402
 
 

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from titn_core.config import build_config
+from titn_core.profiles import build_config
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 DATA_DIR = Path(os.environ.get("TITN_DATA_DIR") or Path("~/.cache/titn/data").expanduser())

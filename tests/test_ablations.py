@@ -3,8 +3,9 @@
 import pytest
 
 from titn_core.ablations import FAMILIES, PATCH_WORD_SIZES, family_configs, patch_variants
-from titn_core.config import DATASETS, build_config
+from titn_core.config import DATASETS
 from titn_core.errors import TITNError
+from titn_core.profiles import build_config
 
 
 @pytest.mark.parametrize("dataset", list(DATASETS))

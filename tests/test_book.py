@@ -299,8 +299,8 @@ def test_inner_cost_estimate_prices_the_inner_transformer_at_the_outers_rates(tm
     from titn_core import benchmark_tables
     from titn_core.benchmark_tables import MATMUL, VIT
     from titn_core.complexity import block_work
-    from titn_core.config import model_preset
     from titn_core.model import build_titn
+    from titn_core.profiles import model_preset
 
     monkeypatch.setenv("TITN_RESULTS_DIR", str(tmp_path))
     (tmp_path / "benchmarks").mkdir()
@@ -602,7 +602,7 @@ def test_efficiency_chapter_renders_the_committed_benchmarks(built_book):
 
 def test_profile_table_reads_every_profile_and_dataset_from_the_config():
     from titn_core import book_provenance
-    from titn_core.config import build_config
+    from titn_core.profiles import build_config
 
     table = book_provenance.profile_table().set_index(["profile", "dataset"])
     assert len(table) == 9 and table.index.is_unique

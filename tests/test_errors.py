@@ -6,9 +6,9 @@ import sys
 import numpy as np
 import pytest
 
-from titn_core.config import build_config
 from titn_core.data import load_arrays
 from titn_core.errors import TITNError
+from titn_core.profiles import build_config
 from titn_core.storage import load_checkpoint
 from titn_core.trainer import pick_device, train
 

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from titn_core import hardware, results, storage
-from titn_core.config import build_config
+from titn_core.profiles import build_config
 from titn_core.trainer import HOST_SPEED_MIN_EPOCH_SECONDS, autocast_factory, train, update_host_speed
 
 

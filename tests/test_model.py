@@ -3,8 +3,9 @@ import torch
 
 from titn_core import model as model_module
 from titn_core.complexity import block_work, count_flops, count_params
-from titn_core.config import ModelConfig, model_preset
+from titn_core.config import ModelConfig
 from titn_core.model import TITN, few_token_attention
+from titn_core.profiles import model_preset
 
 
 def tiny(**kw) -> ModelConfig:

@@ -24,12 +24,12 @@ import pytest
 from titn_core import jobgraph, plan_cost, worker
 from titn_core.cluster import ClusterOptions, parse_extra, slurm_parameters
 from titn_core.complexity import count_flops
-from titn_core.config import build_config
 from titn_core.errors import TITNError
 from titn_core.experiments import Job, load_plan, main, run_plan
 from titn_core.jobgraph import dependencies
 from titn_core.joblock import JobLock, holder
 from titn_core.jobstate import job_state
+from titn_core.profiles import build_config
 from titn_core.resources import THREAD_VARIABLES, Pool
 from titn_core.scheduling import Finished, Outcome, Scheduler
 from titn_core.trainer import build_model

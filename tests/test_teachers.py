@@ -6,11 +6,11 @@ from pathlib import Path
 import pytest
 import torch
 
-from titn_core.config import build_config
 from titn_core.data import load_arrays, normalize
 from titn_core.lookahead import Lookahead
 from titn_core.metrics import forward_tta
 from titn_core.optim import lr_lambda, make_optimizer
+from titn_core.profiles import build_config
 from titn_core.teachers import build_teacher
 from titn_core.trainer import train
 

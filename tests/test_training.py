@@ -11,11 +11,12 @@ import torch.nn.functional as F
 
 from titn_core import storage, teacher_runs
 from titn_core import trainer as trainer_module
-from titn_core.config import build_config, validate
+from titn_core.config import validate
 from titn_core.data import load_arrays, make_splits, normalize
 from titn_core.errors import TITNError
 from titn_core.metrics import predict
 from titn_core.notebook import attention_of, one_per_class, per_class_report, saved_test_predictions
+from titn_core.profiles import build_config
 from titn_core.teacher_runs import TEACHER_WEIGHTS, teacher_config
 from titn_core.trainer import build_model, evaluate_checkpoint, train
 

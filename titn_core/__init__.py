@@ -1,7 +1,8 @@
 """TITN Book: a Transformer-in-Transformer student with knowledge distillation, reproduced on CPU and GPU."""
 
-from .config import RunConfig, build_config
+from .config import RunConfig
 from .errors import TITNError
+from .profiles import build_config
 
 __all__ = ["RunConfig", "TITNError", "build_config", "train", "RunResult"]
 

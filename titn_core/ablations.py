@@ -10,8 +10,9 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from .config import RunConfig, build_config
+from .config import RunConfig
 from .errors import TITNError
+from .profiles import build_config
 
 Variant = tuple[str, dict, dict]  # (label, build_config keyword arguments, overrides)
 

@@ -12,9 +12,9 @@ import pandas as pd
 
 from .book import results_dir
 from .complexity import block_work
-from .config import model_preset
 from .hardware import machine_of
 from .model import build_titn
+from .profiles import model_preset
 
 
 def benchmarks(kind: str = "throughput") -> list[dict]:

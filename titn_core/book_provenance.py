@@ -30,7 +30,7 @@ def data_provenance(datasets=tuple(DATASET_TITLES)) -> pd.DataFrame:
 
 def profile_table() -> pd.DataFrame:
     """The settings each profile trains with, read from the config code (so the book cannot drift from it)."""
-    from .config import build_config
+    from .profiles import build_config
 
     rows = []
     for profile in ("smoke", "cpu", "paper"):

@@ -12,8 +12,9 @@ import json
 import sys
 from pathlib import Path
 
-from .config import DATASETS, KD_MODES, MODEL_PRESETS, PROFILES, TEACHERS, build_config
+from .config import DATASETS, KD_MODES, PROFILES, TEACHERS
 from .errors import TITNError
+from .profiles import MODEL_PRESETS, build_config
 
 EPILOG = """examples:
   python -m titn_core teacher --dataset mnist --teacher resnet-small --profile cpu

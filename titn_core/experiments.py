@@ -30,8 +30,9 @@ import yaml
 
 from . import plan_cost, storage
 from .ablations import check_family, family_configs
-from .config import RunConfig, build_config
+from .config import RunConfig
 from .errors import TITNError
+from .profiles import build_config
 
 ROOT = Path(__file__).resolve().parent.parent
 NOTEBOOKS = ROOT / "notebooks"

@@ -10,9 +10,10 @@ import torch
 from torch import nn
 
 from . import storage
-from .config import RunConfig, build_config
+from .config import RunConfig
 from .errors import TITNError
 from .metrics import predict
+from .profiles import build_config
 from .teachers import ResNetTeacher
 
 if TYPE_CHECKING:
