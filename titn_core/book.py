@@ -18,9 +18,8 @@ import pandas as pd
 warnings.filterwarnings("ignore", message="IProgress not found")  # tqdm.auto in a kernel without ipywidgets
 
 from . import results  # noqa: E402
-from .complexity import training_pflops  # noqa: E402
 from .experiments import ROOT, load_plan, teacher_run_config, titn_config  # noqa: E402
-from .paper import CPU_HOURS_PER_RUN, CPU_TARGETS, PAPER, TEACHER_HOURS, TEACHER_TARGETS  # noqa: E402
+from .paper import PAPER  # noqa: E402
 from .trainer import PREDICTIONS_FILE  # noqa: E402
 
 DATASET_TITLES = {"mnist": "MNIST", "cifar10": "CIFAR-10", "cifar100": "CIFAR-100"}
@@ -32,9 +31,6 @@ ROLES = {  # role -> (notebook parameters of the run that plays it)
     "teacher": None,
 }
 STUDENT = "TITN + KD (paper)"
-# the benchmark records of the machine behind the committed runs (2-core EPYC, avx512_bf16), whose speed the budgets
-# (3 h a student run) are set for; a run on another host converts its hours by the ratio of matmul speeds
-REFERENCE_RECORDS = {"bf16": "throughput-cpu-titn-tiny-b128-bf16.json", "fp32": "throughput-cpu-titn-tiny-b128.json"}
 
 
 def results_dir() -> Path:
@@ -141,48 +137,6 @@ def headline(runs: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(rows).astype(object).fillna("-")
 
 
-def cpu_targets(runs: pd.DataFrame) -> pd.DataFrame:
-    """The cpu profile's targets against what its distilled TITN reached, and whether each run kept to the budget."""
-    rows = []
-    for dataset, target in CPU_TARGETS.items():
-        ours = runs[(runs["dataset"] == dataset) & (runs["role"] == STUDENT) & (runs["profile"] == "cpu")]
-        hours, reached = ours["wall_seconds"].max() / 3600, ours["test_top1"].mean()
-        budget = budget_hours(ours).max()
-        within = yes_no(budget <= CPU_HOURS_PER_RUN, pd.isna(budget))
-        rows.append({"dataset": DATASET_TITLES[dataset], "target top-1": target, "reached": mean_sd(ours["test_top1"]),
-                     "reached minus target": round(reached - target, 2), "longest run (h)": round(hours, 2),
-                     "at reference speed (h)": round(reference_hours(ours).max(), 2),
-                     "target met": yes_no(reached >= target, ours.empty),
-                     f"within {CPU_HOURS_PER_RUN:g} h": within})  # fmt: skip
-    return pd.DataFrame(rows).astype(object).fillna("-")
-
-
-def reference_speed() -> dict[str, float]:
-    """precision -> the reference machine's matmul GFLOP/s, read from its benchmark records (missing: not listed)."""
-    speeds = {}
-    for precision, name in REFERENCE_RECORDS.items():
-        path = results_dir() / "benchmarks" / name
-        if path.exists():
-            speeds[precision] = results.storage.read_json(path)["matmul_peak_flops"] / 1e9
-    return speeds
-
-
-def reference_hours(rows: pd.DataFrame) -> pd.Series:
-    """Each run's wall hours as the reference machine would take them: hours x its host's matmul speed / the
-    reference's, in the same precision. Matmul speed tracks training speed across hosts (fastcnn trained 2.3x
-    slower on a host whose bf16 matmuls were 2.2x slower). NaN for runs older than the measurement."""
-    reference = rows["speed_precision"].map(reference_speed()).astype(float)
-    return rows["wall_seconds"] / 3600 * rows["matmul_gflops"].astype(float) / reference
-
-
-def budget_hours(rows: pd.DataFrame) -> pd.Series:
-    """The hours a run is judged by against a CPU budget: at the reference machine's speed where the run measured
-    its host, as measured for CPU runs older than that measurement; NaN (not judged) for GPU runs, and where the
-    reference record is missing."""
-    unmeasured_cpu = (rows["device"] == "cpu") & rows["matmul_gflops"].isna()
-    return reference_hours(rows).where(~unmeasured_cpu, rows["wall_seconds"] / 3600)
-
-
 def yes_no(verdict: bool, missing: bool = False) -> str:
     """A verdict cell: "yes", "no", or "-" when there is nothing to judge."""
     return "-" if missing else ("yes" if verdict else "no")
@@ -212,36 +166,6 @@ def median_epoch_seconds(rows: pd.DataFrame) -> float:
     slowed by other work on the machine (a test run, a resumed session) barely moves it."""
     seconds = pd.concat([results.history(path)["epoch_train_seconds"] for path in rows["path"]])
     return round(float(seconds.median()), 1)
-
-
-def teacher_table(index: pd.DataFrame, dataset: str) -> pd.DataFrame:
-    """Every complete teacher run of a dataset: accuracy (plain, and with test-time augmentation where scored),
-    schedule, what its training cost and machine; and, where the dataset has a teacher goal, whether the run met it."""
-    rows = index[(index["dataset"] == dataset) & (index["kind"] == "teacher")]
-    table = [
-        _teacher_row(r, at_reference, budget, TEACHER_TARGETS.get(dataset))
-        for r, at_reference, budget in zip(rows.itertuples(), reference_hours(rows), budget_hours(rows), strict=True)
-    ]
-    return pd.DataFrame(table)
-
-
-def _teacher_row(r, at_reference: float, budget: float, target: float | None) -> dict:
-    """One teacher run's row. PFLOPs count its training images x epochs, slightly over the images seen (the last
-    partial batch of an epoch is dropped). The goal is scored as airbench scores it, with test-time augmentation
-    where the run has it, within the hours `budget_hours` judges it by."""
-    tta = r.test_top1_tta if pd.notna(r.test_top1_tta) else None
-    row = {"teacher": r.model, "profile": r.profile, "data": r.data_variant, "seed": int(r.seed),
-           "epochs": int(r.epochs), "test top-1": r.test_top1, "with TTA": "-" if tta is None else tta,
-           "training PFLOPs": round(training_pflops(r.flops, r.train_images * r.epochs), 2),
-           "images/s": round(r.train_images_per_s),
-           "wall h": round(r.wall_seconds / 3600, 2), "at reference speed (h)": round(at_reference, 2),
-           "machine": r.machine}  # fmt: skip
-    if target is not None:
-        score = r.test_top1 if tta is None else tta
-        row[f"{target:g} within {TEACHER_HOURS:g} h"] = yes_no(
-            score >= target and budget <= TEACHER_HOURS, pd.isna(budget)
-        )
-    return row
 
 
 def teacher_checkpoints(shown: pd.DataFrame) -> pd.DataFrame:

@@ -78,7 +78,8 @@ def sync(device: torch.device) -> None:
 
 def cpu_speed() -> dict:
     """This CPU's matmul GFLOP/s per precision it computes natively, so hours measured here convert to another
-    machine's (`book.reference_hours`): hosts differ by another factor in fp32 than in bf16. ~0.5 s, best of 3."""
+    machine's (`book_budget.reference_hours`): hosts differ by another factor in fp32 than in bf16. ~0.5 s, best
+    of 3."""
     precisions = ["fp32"] + (["bf16"] if native_bf16() else [])
     return {name: cpu_speed_in(name) for name in precisions}
 

@@ -27,7 +27,7 @@ def load(results_dir: str | Path = "results") -> pd.DataFrame:
 
 def _host(m: dict, run_dir: Path) -> dict:
     """The machine a run trained on (the last one, for a run resumed across hosts) and its CPU's matmul speed in the
-    run's precision, wall-weighted over its hosts: the number `book.reference_hours` converts its hours by. None
+    run's precision, wall-weighted over its hosts: the number `book_budget.reference_hours` converts its hours by. None
     for runs older than the measurement, on a GPU, or data-parallel on CPU (each rank measured a share of the
     cores at the same moment, so the speed is not the machine's)."""
     precision = hardware.cpu_precision_of(m.get("amp"))

@@ -1,0 +1,87 @@
+"""The book's budget tables: what each run cost in hours at the reference machine's speed, and whether the
+cpu profile's targets and the teacher's goal were met within their budgets (`paper.py` types the targets)."""
+
+from __future__ import annotations
+
+import pandas as pd
+
+from . import results
+from .book import DATASET_TITLES, STUDENT, mean_sd, results_dir, yes_no
+from .complexity import training_pflops
+from .paper import CPU_HOURS_PER_RUN, CPU_TARGETS, TEACHER_HOURS, TEACHER_TARGETS
+
+# the benchmark records of the machine behind the committed runs (2-core EPYC, avx512_bf16), whose speed the budgets
+# (3 h a student run) are set for; a run on another host converts its hours by the ratio of matmul speeds
+REFERENCE_RECORDS = {"bf16": "throughput-cpu-titn-tiny-b128-bf16.json", "fp32": "throughput-cpu-titn-tiny-b128.json"}
+
+
+def cpu_targets(runs: pd.DataFrame) -> pd.DataFrame:
+    """The cpu profile's targets against what its distilled TITN reached, and whether each run kept to the budget."""
+    rows = []
+    for dataset, target in CPU_TARGETS.items():
+        ours = runs[(runs["dataset"] == dataset) & (runs["role"] == STUDENT) & (runs["profile"] == "cpu")]
+        hours, reached = ours["wall_seconds"].max() / 3600, ours["test_top1"].mean()
+        budget = budget_hours(ours).max()
+        within = yes_no(budget <= CPU_HOURS_PER_RUN, pd.isna(budget))
+        rows.append({"dataset": DATASET_TITLES[dataset], "target top-1": target, "reached": mean_sd(ours["test_top1"]),
+                     "reached minus target": round(reached - target, 2), "longest run (h)": round(hours, 2),
+                     "at reference speed (h)": round(reference_hours(ours).max(), 2),
+                     "target met": yes_no(reached >= target, ours.empty),
+                     f"within {CPU_HOURS_PER_RUN:g} h": within})  # fmt: skip
+    return pd.DataFrame(rows).astype(object).fillna("-")
+
+
+def reference_speed() -> dict[str, float]:
+    """precision -> the reference machine's matmul GFLOP/s, read from its benchmark records (missing: not listed)."""
+    speeds = {}
+    for precision, name in REFERENCE_RECORDS.items():
+        path = results_dir() / "benchmarks" / name
+        if path.exists():
+            speeds[precision] = results.storage.read_json(path)["matmul_peak_flops"] / 1e9
+    return speeds
+
+
+def reference_hours(rows: pd.DataFrame) -> pd.Series:
+    """Each run's wall hours as the reference machine would take them: hours x its host's matmul speed / the
+    reference's, in the same precision. Matmul speed tracks training speed across hosts (fastcnn trained 2.3x
+    slower on a host whose bf16 matmuls were 2.2x slower). NaN for runs older than the measurement."""
+    reference = rows["speed_precision"].map(reference_speed()).astype(float)
+    return rows["wall_seconds"] / 3600 * rows["matmul_gflops"].astype(float) / reference
+
+
+def budget_hours(rows: pd.DataFrame) -> pd.Series:
+    """The hours a run is judged by against a CPU budget: at the reference machine's speed where the run measured
+    its host, as measured for CPU runs older than that measurement; NaN (not judged) for GPU runs, and where the
+    reference record is missing."""
+    unmeasured_cpu = (rows["device"] == "cpu") & rows["matmul_gflops"].isna()
+    return reference_hours(rows).where(~unmeasured_cpu, rows["wall_seconds"] / 3600)
+
+
+def teacher_table(index: pd.DataFrame, dataset: str) -> pd.DataFrame:
+    """Every complete teacher run of a dataset: accuracy (plain, and with test-time augmentation where scored),
+    schedule, what its training cost and machine; and, where the dataset has a teacher goal, whether the run met it."""
+    rows = index[(index["dataset"] == dataset) & (index["kind"] == "teacher")]
+    table = [
+        _teacher_row(r, at_reference, budget, TEACHER_TARGETS.get(dataset))
+        for r, at_reference, budget in zip(rows.itertuples(), reference_hours(rows), budget_hours(rows), strict=True)
+    ]
+    return pd.DataFrame(table)
+
+
+def _teacher_row(r, at_reference: float, budget: float, target: float | None) -> dict:
+    """One teacher run's row. PFLOPs count its training images x epochs, slightly over the images seen (the last
+    partial batch of an epoch is dropped). The goal is scored as airbench scores it, with test-time augmentation
+    where the run has it, within the hours `budget_hours` judges it by."""
+    tta = r.test_top1_tta if pd.notna(r.test_top1_tta) else None
+    row = {"teacher": r.model, "profile": r.profile, "data": r.data_variant, "seed": int(r.seed),
+           "epochs": int(r.epochs), "test top-1": r.test_top1, "with TTA": "-" if tta is None else tta,
+           "training PFLOPs": round(training_pflops(r.flops, r.train_images * r.epochs), 2),
+           "images/s": round(r.train_images_per_s),
+           "wall h": round(r.wall_seconds / 3600, 2), "at reference speed (h)": round(at_reference, 2),
+           "machine": r.machine}  # fmt: skip
+    if target is not None:
+        score = r.test_top1 if tta is None else tta
+        row[f"{target:g} within {TEACHER_HOURS:g} h"] = yes_no(
+            score >= target and budget <= TEACHER_HOURS, pd.isna(budget)
+        )
+    return row
