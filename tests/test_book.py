@@ -227,6 +227,26 @@ def test_cpu_targets_say_met_or_not_by_how_much_and_flag_overlong_runs(tmp_path,
     assert table.loc["CIFAR-10", "at reference speed (h)"] == "-", "no measured host speed: judged as measured"
     hours = ["longest run (h)", "at reference speed (h)", "within 3 h"]
     assert table.loc["CIFAR-100", hours].tolist() == [4.0, 2.0, "yes"]
+    assert table.loc["CIFAR-100", "median epoch x epochs, at reference speed (h)"] == "-", "no history to read"
+
+
+def test_cpu_targets_project_a_run_that_shared_its_cores_from_its_median_epoch(tmp_path, monkeypatch):
+    monkeypatch.setenv("TITN_RESULTS_DIR", str(tmp_path))
+    (tmp_path / "benchmarks").mkdir()
+    (tmp_path / "benchmarks" / book_budget.REFERENCE_RECORDS["bf16"]).write_text('{"matmul_peak_flops": 800e9}')
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()  # six half-hour epochs, the third slowed to 1.5 h by other work on the machine
+    pd.DataFrame({"epoch": range(1, 7), "wall_seconds": [1800, 3600, 9000, 10800, 12600, 14400]}).to_csv(
+        run_dir / "history.csv", index=False
+    )
+    runs = pd.DataFrame(
+        {"role": "TITN + KD (paper)", "dataset": ["cifar10"], "profile": "cpu", "seed": 0, "test_top1": [90.0],
+         "wall_seconds": [14400.0], "matmul_gflops": [400.0], "speed_precision": ["bf16"], "device": "cpu",
+         "path": [str(run_dir)]}
+    )  # fmt: skip
+    row = book_budget.cpu_targets(runs).set_index("dataset").loc["CIFAR-10"]
+    assert row["at reference speed (h)"] == 2.0, "4 h measured on a host half the reference's speed"
+    assert row["median epoch x epochs, at reference speed (h)"] == 1.5, "6 epochs of 0.5 h, at twice the speed"
 
 
 def test_teacher_table_gives_training_pflops_and_judges_the_goal_with_tta_at_reference_speed(tmp_path, monkeypatch):
