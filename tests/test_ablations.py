@@ -44,3 +44,14 @@ def test_cpu_profile_reads_fastcnn_features_from_the_stage_the_recipe_family_cho
     assert build_config("mnist", "cpu", kd="paper").distill.teacher_layer == "layer3", "resnet-small's runs unchanged"
     paper, layer2 = (cfg for label, cfg in family_configs("recipe", "cifar10", "cpu") if "feature" in label)
     assert (paper.distill.teacher_layer, layer2.distill.teacher_layer) == ("layer3", "layer2")
+
+
+def test_regularization_family_reuses_the_main_distilled_run_as_its_reference():
+    runs = dict(family_configs("regularization", "cifar10", "cpu"))
+    main = build_config("cifar10", "cpu", kd="paper")
+    reference = runs.pop("recipe: crop, flip, label smoothing")
+    assert reference.hash() == main.hash(), "same schedule and scoring: the main run is not trained twice"
+    assert {cfg.train.epochs for cfg in runs.values()} == {main.train.epochs}
+    assert {cfg.train.tta for cfg in runs.values()} == {"flip"}, "scored like the main runs"
+    mixed = runs["+ MixUp 0.8 / CutMix 1.0"]
+    assert (mixed.data.mixup_alpha, mixed.data.cutmix_alpha, mixed.distill.teacher_targets) == (0.8, 1.0, "online")
