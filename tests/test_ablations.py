@@ -49,7 +49,7 @@ def test_cpu_profile_reads_fastcnn_features_from_the_stage_the_recipe_family_cho
 def test_regularization_family_reuses_the_main_distilled_run_as_its_reference():
     runs = dict(family_configs("regularization", "cifar10", "cpu"))
     main = build_config("cifar10", "cpu", kd="paper")
-    reference = runs.pop("recipe: crop, flip, label smoothing")
+    reference = runs.pop("the profile's recipe")
     assert reference.hash() == main.hash(), "same schedule and scoring: the main run is not trained twice"
     assert {cfg.train.epochs for cfg in runs.values()} == {main.train.epochs}
     assert {cfg.train.tta for cfg in runs.values()} == {"flip"}, "scored like the main runs"

@@ -82,7 +82,7 @@ FAMILIES: dict[str, list[Variant] | Callable[[int], list[Variant]]] = {
     # and CutMix at DeiT's strengths, with the teacher seeing the same mixed image ("consistent" distillation,
     # Beyer et al. 2022); RandAugment at torchvision's defaults; stochastic depth as in DeiT-Ti
     "regularization": [
-        ("recipe: crop, flip, label smoothing", dict(kd="paper"), {}),
+        ("the profile's recipe", dict(kd="paper"), {}),
         ("+ MixUp 0.8 / CutMix 1.0", dict(kd="paper"), {"data.mixup_alpha": 0.8, "data.cutmix_alpha": 1.0}),
         ("+ RandAugment", dict(kd="paper"), {"data.randaugment": True}),
         ("+ stochastic depth 0.1", dict(kd="paper"), {"model.drop_path": 0.1}),

@@ -58,14 +58,17 @@ def reference_hours(rows: pd.DataFrame, wall_seconds: pd.Series | None = None) -
 def typical_wall_seconds(rows: pd.DataFrame) -> pd.Series:
     """Each run's wall time had every epoch (training and evaluation) taken as long as its median one: what the run
     takes on a machine kept to itself. A long run resumed across sessions shares its cores now and then (a test
-    run, a paused session), which its measured wall time counts in full. Leaves out compiling and the final
-    test-time augmentation (a few minutes); NaN where the run has no history."""
+    run, a paused session), which its measured wall time counts in full. NaN where the run has no history."""
 
     def one(path) -> float:
         if not isinstance(path, str | Path) or not (Path(path) / "history.csv").exists():
             return float("nan")
-        wall = results.history(path)["wall_seconds"]
-        return float(wall.diff().fillna(wall.iloc[0]).median() * len(wall))
+        wall = results.history(path)["wall_seconds"].dropna()
+        per_epoch = wall.diff()
+        if wall.empty:
+            return float("nan")
+        per_epoch.iloc[0] = wall.iloc[0]
+        return float(per_epoch.median() * len(wall))
 
     paths = rows["path"] if "path" in rows else pd.Series(None, index=rows.index, dtype=object)
     return paths.map(one).astype(float)

@@ -1,7 +1,7 @@
 """The named profiles (smoke, cpu, paper) and presets that fill a `RunConfig`, and `build_config` composing them.
 
 What a profile sets, and why (measured speeds, the budgets they buy), lives here; the dataclasses, the config hash
-and validation live in `config.py`, so changing a recipe never touches how runs are named.
+and validation live in `config.py`: a recipe is read here, what makes two runs the same is defined there.
 """
 
 from __future__ import annotations
