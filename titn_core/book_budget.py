@@ -64,11 +64,7 @@ def typical_wall_seconds(rows: pd.DataFrame) -> pd.Series:
         if not isinstance(path, str | Path) or not (Path(path) / "history.csv").exists():
             return float("nan")
         wall = results.history(path)["wall_seconds"].dropna()
-        per_epoch = wall.diff()
-        if wall.empty:
-            return float("nan")
-        per_epoch.iloc[0] = wall.iloc[0]
-        return float(per_epoch.median() * len(wall))
+        return float(results.epoch_wall_seconds(wall).median() * len(wall)) if not wall.empty else float("nan")
 
     paths = rows["path"] if "path" in rows else pd.Series(None, index=rows.index, dtype=object)
     return paths.map(one).astype(float)

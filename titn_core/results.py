@@ -47,8 +47,7 @@ def _wall_weighted_speed(run_dir: Path, fallback_gflops: float | None) -> float 
     if "host_gflops" not in hist or "wall_seconds" not in hist:
         return fallback_gflops
     speeds = hist["host_gflops"].fillna(fallback_gflops if fallback_gflops is not None else float("nan"))
-    walls = hist["wall_seconds"].diff()
-    walls.iloc[0] = hist["wall_seconds"].iloc[0]
+    walls = epoch_wall_seconds(hist["wall_seconds"])
     known = speeds.notna() & walls.notna()
     if not known.any():
         return None
@@ -59,3 +58,11 @@ def _wall_weighted_speed(run_dir: Path, fallback_gflops: float | None) -> float 
 
 def history(run_dir: str | Path) -> pd.DataFrame:
     return pd.read_csv(Path(run_dir) / "history.csv")
+
+
+def epoch_wall_seconds(cumulative: pd.Series) -> pd.Series:
+    """Each epoch's own wall time, from history.csv's running total (the first epoch's is its total)."""
+    walls = cumulative.diff()
+    if not walls.empty:
+        walls.iloc[0] = cumulative.iloc[0]
+    return walls
