@@ -6,7 +6,8 @@ Why it exists: the inner transformer attends over a handful of words per patch, 
 image. There the fused kernel's per-problem overhead dominates, and the model switches to the explicit form up to
 `titn_core.model.CPU_EXPLICIT_ATTENTION_MAX_TOKENS` tokens on CPU. This script is the measurement behind that
 threshold: it prints milliseconds and writes
-results/benchmarks/attention-kernels-<device>-<dtype>.json for the book's efficiency chapter; it asserts nothing.
+results/benchmarks/attention-kernels-<device>-<preset>-<dtype>-<machine>.json for
+the book's efficiency chapter; it asserts nothing.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ import torch.nn.functional as F
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from titn_core import storage  # noqa: E402
+from titn_core import hardware, storage  # noqa: E402
 from titn_core.profiles import model_preset  # noqa: E402
 
 
@@ -83,7 +84,7 @@ def main(argv: list[str] | None = None) -> int:
         "environment": storage.environment(),
         "command": "python benchmarks/attention_kernels.py " + " ".join(argv if argv is not None else sys.argv[1:]),
     }
-    out = Path(args.out) / f"attention-kernels-cpu-{args.preset}-{args.dtype}.json"
+    out = hardware.record_path(args.out, f"attention-kernels-cpu-{args.preset}-{args.dtype}")
     storage.atomic_write_json(out, record)
     print(f"wrote {out}")
     return 0

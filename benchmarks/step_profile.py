@@ -8,7 +8,8 @@ reaches; this says why not more. Each model of `throughput.py` (ours, our ViT, t
 steps under the profiler; operator self times are summed into matmul, casts and layout copies, layer norm,
 activations and softmax, other elementwise work and the optimiser. With `--compile` (every model compiled in place
 by `model.compile()`, as `throughput.py --compile` does) the kernels inductor generated are profiled too and count
-as "fused kernels (compiled)". Writes results/benchmarks/step-profile-<device>-<preset>-b<batch>[-bf16][-compile].json
+as "fused kernels (compiled)". Writes
+results/benchmarks/step-profile-<device>-<preset>-b<batch>[-bf16][-compile]-<machine>.json
 for the book's efficiency chapter (`--out` elsewhere). After profiling, the models' unprofiled training steps are
 timed in turns, so the record also says how their step times compare.
 """
@@ -30,7 +31,7 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 
 from throughput import SETUPS, Runner, peers, timed  # noqa: E402
 
-from titn_core import storage  # noqa: E402
+from titn_core import hardware, storage  # noqa: E402
 from titn_core.profiles import MODEL_PRESETS, model_preset  # noqa: E402
 from titn_core.trainer import pick_device  # noqa: E402
 
@@ -136,7 +137,7 @@ def main(argv: list[str] | None = None) -> int:
         "command": "python benchmarks/step_profile.py " + " ".join(argv if argv is not None else sys.argv[1:]),
     }
     suffix = ("-bf16" if args.amp else "") + ("-compile" if args.compile else "")
-    out = Path(args.out) / f"step-profile-{device.type}-{args.preset}-b{args.batch_size}{suffix}.json"
+    out = hardware.record_path(args.out, f"step-profile-{device.type}-{args.preset}-b{args.batch_size}{suffix}", device)
     storage.atomic_write_json(out, record)
     print(f"wrote {out}")
     return 0

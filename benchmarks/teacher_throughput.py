@@ -9,8 +9,8 @@ convolution where the CPU has avx512_bf16/AMX; emulated and slow elsewhere). A t
 and a Nesterov SGD step, as in the fastcnn recipe. The summary prints images/s, the ratios between variants, the
 fraction of the measured matmul peak, and the recipe's training PFLOPs and projected wall time at the cpu profile's
 precision, so the 1-hour goal of issue 20 can be judged before a run. Writes
-results/benchmarks/teacher-throughput-<teacher>-b<batch>.json. A script, not a test: only ratios within one run
-on one machine mean much.
+results/benchmarks/teacher-throughput-<teacher>-b<batch>-<machine>.json. A script, not a test: only ratios within one
+run on one machine mean much.
 """
 
 from __future__ import annotations
@@ -121,7 +121,7 @@ def main(argv: list[str] | None = None) -> int:
         "environment": storage.environment(),
         "command": "python benchmarks/teacher_throughput.py " + " ".join(argv if argv is not None else sys.argv[1:]),
     }  # fmt: skip
-    out = Path(args.out) / f"teacher-throughput-{args.teacher}-b{args.batch_size}.json"
+    out = hardware.record_path(args.out, f"teacher-throughput-{args.teacher}-b{args.batch_size}")
     storage.atomic_write_json(out, record)
     print(f"wrote {out}")
     return 0

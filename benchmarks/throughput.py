@@ -18,8 +18,8 @@ our eager TITN. The summary prints the ratios the issue asks about: our TITN's t
 training speed over timm's TNT, over the reference, and the fraction of the matmul peak.
 
 Models are timed in turns (round-robin, median of the rounds), so a background load affects all of them alike.
-Writes results/benchmarks/throughput-<device>-<preset>-b<batch>[-bf16][-compile].json (`--out` elsewhere). A script,
-not a test: numbers vary by machine, and on a shared machine only the ratios within one run mean much.
+Writes results/benchmarks/throughput-<device>-<preset>-b<batch>[-bf16][-compile]-<machine>.json (`--out` elsewhere).
+A script, not a test: numbers vary by machine, and on a shared machine only the ratios within one run mean much.
 """
 
 from __future__ import annotations
@@ -39,7 +39,7 @@ from torch import nn
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from titn_core import storage  # noqa: E402
+from titn_core import hardware, storage  # noqa: E402
 from titn_core.complexity import count_flops, count_params  # noqa: E402
 from titn_core.config import ModelConfig  # noqa: E402
 from titn_core.hardware import matmul_peak, sync  # noqa: E402
@@ -297,7 +297,7 @@ def write_record(args, argv, cfg, device, amp: bool, peak: float, rows: dict, ra
         "command": "python benchmarks/throughput.py " + " ".join(argv if argv is not None else sys.argv[1:]),
     }
     suffix = ("-bf16" if amp and device.type == "cpu" else "") + ("-compile" if args.compile else "")
-    out = Path(args.out) / f"throughput-{device.type}-{args.preset}-b{args.batch_size}{suffix}.json"
+    out = hardware.record_path(args.out, f"throughput-{device.type}-{args.preset}-b{args.batch_size}{suffix}", device)
     storage.atomic_write_json(out, record)
     return out
 

@@ -7,6 +7,8 @@ from pathlib import Path
 
 import pytest
 
+from titn_core import hardware
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -17,7 +19,7 @@ def run_script(name: str, *args: str) -> None:
 def test_step_profile_sorts_operator_time_into_kinds(tmp_path):
     args = ["--amp", "--batch-size", "4", "--steps", "1", "--rounds", "1", "--only", "ours", "--out", str(tmp_path)]
     run_script("step_profile.py", *args)
-    record = json.loads((tmp_path / "step-profile-cpu-titn-tiny-b4-bf16.json").read_text())
+    record = json.loads(hardware.record_path(tmp_path, "step-profile-cpu-titn-tiny-b4-bf16").read_text())
     assert set(record["models"]) == {"ours TITN", "ours ViT (no inner)"}
     for model in record["models"].values():
         kinds = model["ms_per_step"]
@@ -40,7 +42,7 @@ def test_step_profile_kinds_cover_the_operators_that_matter():
 def test_teacher_throughput_records_every_variant_and_the_recipe_projection(tmp_path):
     args = ["--batch-size", "8", "--steps", "1", "--rounds", "1", "--out", str(tmp_path)]
     run_script("teacher_throughput.py", *args)
-    record = json.loads((tmp_path / "teacher-throughput-fastcnn-b8.json").read_text())
+    record = json.loads(hardware.record_path(tmp_path, "teacher-throughput-fastcnn-b8").read_text())
     assert set(record["variants"]) == {"fp32 NCHW", "fp32 channels-last", "bf16 channels-last"}
     assert all(v["train_images_per_s"] > 0 for v in record["variants"].values())
     recipe = record["recipe"]
@@ -54,9 +56,20 @@ def test_teacher_throughput_records_every_variant_and_the_recipe_projection(tmp_
 def test_throughput_times_every_model_asked_for_and_records_its_machine(tmp_path):
     args = ["--batch-size", "4", "--steps", "1", "--rounds", "2", "--only", "ours", "--reference"]
     run_script("throughput.py", *args, "--out", str(tmp_path))
-    record = json.loads((tmp_path / "throughput-cpu-titn-tiny-b4.json").read_text())
+    record = json.loads(hardware.record_path(tmp_path, "throughput-cpu-titn-tiny-b4").read_text())
     assert set(record["models"]) == {"ours TITN", "ours ViT (no inner)", "ours TITN (reference)"}
     for row in record["models"].values():
         assert row["train_images_per_s"] > 0 and 0 < row["train_peak_fraction"] < 1 and not row["errors"]
     assert record["rounds"] == 2 and record["matmul_peak_precision"] == "fp32"
     assert record["environment"]["cpu"], "every record names its CPU"
+
+
+def test_benchmark_records_are_named_by_machine_so_cpu_kinds_do_not_overwrite_each_other(monkeypatch):
+    epyc = {"kind": "cpu", "name": "AMD EPYC 7B13 64-Core Processor", "cores": 2, "flags": ["avx2", "avx512_bf16"]}
+    xeon = {"kind": "cpu", "name": "Intel(R) Xeon(R) Platinum 8480C @ 2.0GHz", "cores": 2, "flags": ["amx_bf16"]}
+    paths = []
+    for machine in (epyc, xeon):
+        monkeypatch.setattr(hardware, "describe", lambda device="cpu", machine=machine: machine)
+        paths.append(hardware.record_path("out", "throughput-cpu-titn-tiny-b128").name)
+    assert paths == ["throughput-cpu-titn-tiny-b128-amd-epyc-7b13-64-core-avx512_bf16.json",
+                     "throughput-cpu-titn-tiny-b128-intel-xeon-platinum-8480c-amx_bf16.json"]  # fmt: skip

@@ -40,7 +40,8 @@ def _peer_speeds(models: dict, suffix: str) -> dict[str, float | None]:
 
 
 def speed_summary() -> pd.DataFrame:
-    """Per machine: our TITN against timm's TNT in each benchmarked setting, then each at its fastest setting."""
+    """Per machine (rows grouped by it): our TITN against timm's TNT in each benchmarked setting, then each at its
+    fastest setting."""
     rows, best = [], {}
     for rec in benchmarks():
         machine = machine_of(rec)
@@ -58,7 +59,7 @@ def speed_summary() -> pd.DataFrame:
             rows.append({"machine": machine, "setting": f"each at its fastest (ours: {ours_at}; timm: {timm_at})",
                          "ours TITN img/s": round(ours, 1), "timm TNT img/s": round(timm, 1),
                          "speed-up": round(ours / timm, 2)})  # fmt: skip
-    return pd.DataFrame(rows)
+    return pd.DataFrame(rows).sort_values("machine", kind="stable", ignore_index=True) if rows else pd.DataFrame()
 
 
 def attention_kernel_table() -> pd.DataFrame:

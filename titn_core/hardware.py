@@ -10,6 +10,7 @@ from __future__ import annotations
 import functools
 import os
 import platform
+import re
 import time
 from pathlib import Path
 
@@ -125,6 +126,20 @@ def label(record: dict) -> str:
     flags = record.get("flags", [])
     best = next((f for f in ("amx_bf16", "avx512_bf16", "avx512f", "avx2") if f in flags), "no AVX2")
     return f"{record.get('name', '?')}, {record.get('cores', '?')} cores, {best}"
+
+
+def slug(device: torch.device | str = "cpu") -> str:
+    """This machine in a file name, e.g. 'amd-epyc-avx512_bf16' or 'nvidia-a100-sxm4-40gb': benchmark records carry
+    it so that a session on another CPU kind adds its own records instead of overwriting another machine's."""
+    record = describe(device)
+    best = label(record).rsplit(", ", 1)[-1].replace(" ", "-").lower() if record["kind"] == "cpu" else ""
+    words = re.split(r"[^a-z0-9]+", record["name"].split("@")[0].lower())
+    return "-".join(w for w in [*words, best] if w and w not in {"r", "tm", "processor", "cpu"})
+
+
+def record_path(out_dir: str | Path, stem: str, device: torch.device | str = "cpu") -> Path:
+    """Where a benchmark writes its record: `<out_dir>/<stem>-<machine slug>.json`."""
+    return Path(out_dir) / f"{stem}-{slug(device)}.json"
 
 
 def machine_of(record: dict) -> str:
