@@ -292,6 +292,28 @@ def test_speed_summary_counts_the_eager_speeds_a_compile_record_measured_beside_
     assert table["each at its fastest (ours: bf16 + compile; timm: bf16)"] == 1.25
 
 
+def test_speed_summary_groups_machines_and_judges_each_against_the_goal(tmp_path, monkeypatch):
+    """Records of two CPU kinds (written in file-name order) stay apart, and each gets its own verdict."""
+    from titn_core import benchmark_tables
+
+    monkeypatch.setenv("TITN_RESULTS_DIR", str(tmp_path))
+    (tmp_path / "benchmarks").mkdir()
+    for name, ours in [("b-xeon", 160.0), ("a-epyc", 120.0), ("c-xeon", 150.0)]:
+        cpu = {"name": name.split("-")[1], "cores": 2, "flags": []}
+        models = {"ours TITN": {"train_images_per_s": ours}, "timm TNT": {"train_images_per_s": 100.0}}
+        record = {"amp_bf16": name != "c-xeon", "compile": False, "environment": {"cpu": cpu}, "models": models}
+        (tmp_path / "benchmarks" / f"throughput-cpu-{name}.json").write_text(json.dumps(record))
+    summary = benchmark_tables.speed_summary()
+    machines = list(summary["machine"])
+    assert machines == sorted(machines), "one machine's rows together"
+    assert benchmark_tables.fastest_verdicts(summary) == [
+        "On epyc, 2 cores, no AVX2, our TITN at its fastest trains 1.20x as fast as timm's TNT at its fastest: "
+        "short of the 1.5x goal.",
+        "On xeon, 2 cores, no AVX2, our TITN at its fastest trains 1.60x as fast as timm's TNT at its fastest: "
+        "at or past the 1.5x goal.",
+    ]
+
+
 def test_step_profile_table_names_the_setup_and_shows_fused_kernels_only_where_compiled(tmp_path, monkeypatch):
     from titn_core import benchmark_tables
     from titn_core.benchmark_tables import MATMUL, VIT
