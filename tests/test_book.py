@@ -17,7 +17,7 @@ import pandas as pd
 import pytest
 from browser import chromium, screenshot_dir
 
-from titn_core import book, book_budget, paper, results
+from titn_core import book, book_budget, paper, reference_machine, results
 from titn_core import book_ablations as ab
 from titn_core.ablations import CONTRASTS, FAMILIES
 from titn_core.book import STUDENT
@@ -215,11 +215,11 @@ def test_equal_compute_pits_the_titn_against_the_vit_schedule_of_closest_trainin
 def test_cpu_targets_say_met_or_not_by_how_much_and_flag_overlong_runs(tmp_path, monkeypatch):
     monkeypatch.setenv("TITN_RESULTS_DIR", str(tmp_path))
     (tmp_path / "benchmarks").mkdir()
-    (tmp_path / "benchmarks" / book_budget.REFERENCE_RECORDS["bf16"]).write_text('{"matmul_peak_flops": 800e9}')
+    (tmp_path / "benchmarks" / reference_machine.REFERENCE_RECORDS["bf16"]).write_text('{"matmul_peak_flops": 800e9}')
     runs = pd.DataFrame(  # CIFAR-100: 4 h on a host half as fast as the reference machine is 2 h there
         {"role": "TITN + KD (paper)", "dataset": ["mnist", "cifar10", "cifar100"], "profile": "cpu", "seed": 0,
          "test_top1": [99.7, 80.0, 60.0], "wall_seconds": [3600.0, 4 * 3600.0, 4 * 3600.0],
-         "matmul_gflops": [None, None, 400.0], "speed_precision": [None, None, "bf16"], "device": "cpu"}
+         "speed_gflops": [None, None, 400.0], "speed_precision": [None, None, "bf16"], "device": "cpu"}
     )  # fmt: skip
     table = book_budget.cpu_targets(runs).set_index("dataset")
     assert table.loc["MNIST", ["target met", "within 3 h"]].tolist() == ["yes", "yes"]
@@ -233,7 +233,7 @@ def test_cpu_targets_say_met_or_not_by_how_much_and_flag_overlong_runs(tmp_path,
 def test_cpu_targets_project_a_run_that_shared_its_cores_from_its_median_epoch(tmp_path, monkeypatch):
     monkeypatch.setenv("TITN_RESULTS_DIR", str(tmp_path))
     (tmp_path / "benchmarks").mkdir()
-    (tmp_path / "benchmarks" / book_budget.REFERENCE_RECORDS["bf16"]).write_text('{"matmul_peak_flops": 800e9}')
+    (tmp_path / "benchmarks" / reference_machine.REFERENCE_RECORDS["bf16"]).write_text('{"matmul_peak_flops": 800e9}')
     run_dir = tmp_path / "run"
     run_dir.mkdir()  # six half-hour epochs, the third slowed to 1.5 h by other work on the machine
     pd.DataFrame({"epoch": range(1, 7), "wall_seconds": [1800, 3600, 9000, 10800, 12600, 14400]}).to_csv(
@@ -241,7 +241,7 @@ def test_cpu_targets_project_a_run_that_shared_its_cores_from_its_median_epoch(t
     )
     runs = pd.DataFrame(
         {"role": "TITN + KD (paper)", "dataset": ["cifar10"], "profile": "cpu", "seed": 0, "test_top1": [90.0],
-         "wall_seconds": [14400.0], "matmul_gflops": [400.0], "speed_precision": ["bf16"], "device": "cpu",
+         "wall_seconds": [14400.0], "speed_gflops": [400.0], "speed_precision": ["bf16"], "device": "cpu",
          "path": [str(run_dir)]}
     )  # fmt: skip
     row = book_budget.cpu_targets(runs).set_index("dataset").loc["CIFAR-10"]
@@ -252,17 +252,17 @@ def test_cpu_targets_project_a_run_that_shared_its_cores_from_its_median_epoch(t
 def test_teacher_table_gives_training_pflops_and_judges_the_goal_with_tta_at_reference_speed(tmp_path, monkeypatch):
     monkeypatch.setenv("TITN_RESULTS_DIR", str(tmp_path))
     (tmp_path / "benchmarks").mkdir()
-    (tmp_path / "benchmarks" / book_budget.REFERENCE_RECORDS["bf16"]).write_text('{"matmul_peak_flops": 800e9}')
+    (tmp_path / "benchmarks" / reference_machine.REFERENCE_RECORDS["bf16"]).write_text('{"matmul_peak_flops": 800e9}')
     teacher = {"kind": "teacher", "dataset": "cifar10", "model": "fastcnn", "profile": "cpu", "data_variant": "C10",
                "seed": 0, "epochs": 10, "flops": 250e6, "train_images": 48000, "train_images_per_s": 300.0,
                "machine": "EPYC", "speed_precision": "bf16", "device": "cpu", "test_top1": 93.5,
                "test_top1_tta": 94.1}  # fmt: skip
     runs = pd.DataFrame(  # 1.5 h on a host half the reference's speed is 0.75 h there; no speed: as measured
-        [teacher | {"wall_seconds": 5400.0, "matmul_gflops": 400.0},
-         teacher | {"wall_seconds": 5400.0, "matmul_gflops": None},
-         teacher | {"wall_seconds": 3240.0, "matmul_gflops": None},
-         teacher | {"wall_seconds": 1800.0, "matmul_gflops": 800.0, "test_top1_tta": 93.9},
-         teacher | {"wall_seconds": 1800.0, "matmul_gflops": None, "device": "NVIDIA A100"}]
+        [teacher | {"wall_seconds": 5400.0, "speed_gflops": 400.0},
+         teacher | {"wall_seconds": 5400.0, "speed_gflops": None},
+         teacher | {"wall_seconds": 3240.0, "speed_gflops": None},
+         teacher | {"wall_seconds": 1800.0, "speed_gflops": 800.0, "test_top1_tta": 93.9},
+         teacher | {"wall_seconds": 1800.0, "speed_gflops": None, "device": "NVIDIA A100"}]
     )  # fmt: skip
     table = book_budget.teacher_table(runs, "cifar10")
     assert table["training PFLOPs"].tolist() == [0.36] * 5, "3 x 250 MFLOPs x 48,000 images x 10 epochs"

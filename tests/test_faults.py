@@ -20,7 +20,7 @@ from titn_core.experiments import load_plan, run_plan
 from titn_core.trainer import train
 
 ROOT = Path(__file__).resolve().parents[1]
-TIMING = {"epoch_train_seconds", "train_images_per_s", "wall_seconds", "host_gflops"}
+TIMING = {"epoch_train_seconds", "train_images_per_s", "wall_seconds", "host_gflops", "host_titn_images_per_s"}
 
 
 def _train_cmd(data_dir: str, out: Path, *extra: str) -> list[str]:

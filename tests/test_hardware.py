@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 import torch
 
-from titn_core import hardware, results, storage
+from titn_core import hardware, host_probe, reference_machine, results, storage
 from titn_core.profiles import build_config
 from titn_core.trainer import HOST_SPEED_MIN_EPOCH_SECONDS, autocast_factory, train, update_host_speed
 
@@ -64,8 +64,8 @@ def test_every_run_records_its_hosts_matmul_speed_in_the_precision_the_cpu_profi
     cfg = smoke_config(overrides={"train.epochs": 1, "data.train_subset": 256, "data.test_subset": 100})
     train(cfg)
     row = results.load(cfg.results_dir).iloc[0]
-    assert row["speed_precision"] == "fp32" and row["matmul_gflops"] > 0, "the speed in the precision it trained in"
-    assert results.history(row["path"])["host_gflops"].iloc[0] == row["matmul_gflops"], "one host: its number"
+    assert row["speed_precision"] == "fp32" and row["speed_gflops"] > 0, "the speed in the precision it trained in"
+    assert results.history(row["path"])["host_gflops"].iloc[0] == row["speed_gflops"], "one host: its number"
 
 
 def test_measuring_the_hosts_speed_leaves_the_seeded_random_stream_alone():
@@ -89,14 +89,14 @@ def test_a_run_resumed_on_a_slower_host_is_converted_by_each_hosts_share_of_its_
                "environment": {"cpu_speed": {"fp32": 100.0, "bf16": 200.0}}}  # fmt: skip
     storage.atomic_write_json(run_dir / "metrics.json", metrics)
     row = results.load(tmp_path).iloc[0]
-    assert row["matmul_gflops"] == pytest.approx(300.0) and row["speed_precision"] == "bf16"
+    assert row["speed_gflops"] == pytest.approx(300.0) and row["speed_precision"] == "bf16"
     history["host_gflops"] = [None, None, 400.0]  # epochs from before the column: the speed measured at (re)start
     pd.DataFrame(history).to_csv(run_dir / "history.csv", index=False)
-    assert results.load(tmp_path).iloc[0]["matmul_gflops"] == pytest.approx((200 * 100 + 200 * 50 + 400 * 50) / 200)
+    assert results.load(tmp_path).iloc[0]["speed_gflops"] == pytest.approx((200 * 100 + 200 * 50 + 400 * 50) / 200)
     (run_dir / "history.csv").write_text("epoch,wall_seconds\n1,200.0\n")  # recorded before the per-epoch column
-    assert results.load(tmp_path).iloc[0]["matmul_gflops"] == 200.0
+    assert results.load(tmp_path).iloc[0]["speed_gflops"] == 200.0
     storage.atomic_write_json(run_dir / "metrics.json", metrics | {"world_size": 2})
-    assert pd.isna(results.load(tmp_path).iloc[0]["matmul_gflops"]), "ranks measured a share of the cores each"
+    assert pd.isna(results.load(tmp_path).iloc[0]["speed_gflops"]), "ranks measured a share of the cores each"
 
 
 def test_a_host_speed_measured_on_a_busy_machine_is_raised_by_the_next_quiet_measurement(monkeypatch):
@@ -104,13 +104,44 @@ def test_a_host_speed_measured_on_a_busy_machine_is_raised_by_the_next_quiet_mea
     every later epoch with too slow a host, understating its hours at reference speed."""
     measured = iter([390.0, 350.0, 500.0])
     monkeypatch.setattr(hardware, "cpu_speed_in", lambda precision: next(measured) if precision == "bf16" else 0.0)
-    run = SimpleNamespace(host_gflops=207.0, cfg=SimpleNamespace(train=SimpleNamespace(amp="bf16")))
+    probed = iter([180.0, 150.0])
+    monkeypatch.setattr(host_probe, "titn_train_speed", lambda precision: next(probed))
+    run = SimpleNamespace(host_gflops=207.0, host_titn_images_per_s=None,
+                          cfg=SimpleNamespace(train=SimpleNamespace(amp="bf16")))  # fmt: skip
     update_host_speed(run, epoch_seconds=HOST_SPEED_MIN_EPOCH_SECONDS - 1)
     assert run.host_gflops == 207.0, "a short epoch (tests, smoke runs) does not pay for a measurement"
     update_host_speed(run, epoch_seconds=240.0)
     assert run.host_gflops == 390.0, "the quiet measurement replaces the busy one"
+    assert run.host_titn_images_per_s == 180.0, "and the host's TITN speed is probed beside it"
     update_host_speed(run, epoch_seconds=240.0)
-    assert run.host_gflops == 390.0, "a later busy measurement does not lower it"
+    assert run.host_gflops == 390.0 and run.host_titn_images_per_s == 180.0, "a later busy measurement lowers neither"
     run.host_gflops = None  # the host's speed is unknown in this precision (bf16 emulated, GPU): nothing measured
     update_host_speed(run, epoch_seconds=240.0)
     assert run.host_gflops is None and next(measured) == 500.0, "and nothing was measured"
+
+
+def test_the_host_probe_measures_a_training_speed_without_touching_the_global_rng():
+    """Called between a run's epochs: it must not shift the run's random stream (resume-exactness)."""
+    torch.manual_seed(3)
+    expected = torch.rand(4)
+    torch.manual_seed(3)
+    speed = host_probe.titn_train_speed("fp32", steps=1)
+    assert torch.equal(torch.rand(4), expected)
+    assert speed > 0
+
+
+def test_epochs_that_probed_their_host_count_its_titn_speed_not_its_matmul_speed(tmp_path):
+    """An AMX host had twice the reference's bf16 matmul speed and half its TITN speed: its probed epochs count as
+    half the reference's speed, in the reference's GFLOP/s per TITN image/s; an unprobed epoch keeps its matmul."""
+    reference = {"matmul_peak_flops": 800e9, "models": {"ours TITN": {"train_images_per_s": 400.0}}}
+    (tmp_path / "benchmarks").mkdir()
+    storage.atomic_write_json(tmp_path / "benchmarks" / reference_machine.REFERENCE_RECORDS["bf16"], reference)
+    run_dir = tmp_path / "student-run"
+    run_dir.mkdir()
+    history = {"epoch": [1, 2, 3], "wall_seconds": [100.0, 200.0, 300.0], "host_gflops": [400.0, 1600.0, 1600.0],
+               "host_titn_images_per_s": [None, 200.0, 200.0]}  # fmt: skip
+    pd.DataFrame(history).to_csv(run_dir / "history.csv", index=False)
+    metrics = {"complete": True, "device": "cpu", "amp": "bf16", "wall_seconds": 300.0,
+               "environment": {"cpu_speed": {"bf16": 1600.0}}}  # fmt: skip
+    storage.atomic_write_json(run_dir / "metrics.json", metrics)
+    assert results.load(tmp_path).iloc[0]["speed_gflops"] == pytest.approx((400 * 100 + 400 * 200) / 300)

@@ -11,10 +11,7 @@ from . import results
 from .book import DATASET_TITLES, STUDENT, mean_sd, results_dir, yes_no
 from .complexity import training_pflops
 from .paper import CPU_HOURS_PER_RUN, CPU_TARGETS, TEACHER_HOURS, TEACHER_TARGETS
-
-# the benchmark records of the machine behind the committed runs (2-core EPYC, avx512_bf16), whose speed the budgets
-# (3 h a student run) are set for; a run on another host converts its hours by the ratio of matmul speeds
-REFERENCE_RECORDS = {"bf16": "throughput-cpu-titn-tiny-b128-bf16.json", "fp32": "throughput-cpu-titn-tiny-b128.json"}
+from .reference_machine import reference_speeds
 
 
 def cpu_targets(runs: pd.DataFrame) -> pd.DataFrame:
@@ -36,23 +33,19 @@ def cpu_targets(runs: pd.DataFrame) -> pd.DataFrame:
 
 
 def reference_speed() -> dict[str, float]:
-    """precision -> the reference machine's matmul GFLOP/s, read from its benchmark records (missing: not listed)."""
-    speeds = {}
-    for precision, name in REFERENCE_RECORDS.items():
-        path = results_dir() / "benchmarks" / name
-        if path.exists():
-            speeds[precision] = results.storage.read_json(path)["matmul_peak_flops"] / 1e9
-    return speeds
+    """precision -> the reference machine's matmul GFLOP/s (`reference_machine`; missing: not listed)."""
+    return {precision: speed["gflops"] for precision, speed in reference_speeds(results_dir()).items()}
 
 
 def reference_hours(rows: pd.DataFrame, wall_seconds: pd.Series | None = None) -> pd.Series:
     """Each run's wall hours (or the `wall_seconds` given per run) as the reference machine would take them: hours x
-    its host's matmul speed / the reference's, in the same precision. Matmul speed tracks training speed across
-    hosts (fastcnn trained 2.3x slower on a host whose bf16 matmuls were 2.2x slower). NaN for runs older than the
-    measurement."""
+    its host's speed / the reference's, in the same precision, both as matmul GFLOP/s (`results._wall_weighted_speed`
+    counts a probed TITN speed in them). Matmul speed tracked training speed across the EPYC hosts (fastcnn trained
+    2.3x slower on a host whose bf16 matmuls were 2.2x slower) but not on an AMX Xeon, hence the probe. NaN for runs
+    older than the measurement."""
     reference = rows["speed_precision"].map(reference_speed()).astype(float)
     seconds = rows["wall_seconds"] if wall_seconds is None else wall_seconds
-    return seconds / 3600 * rows["matmul_gflops"].astype(float) / reference
+    return seconds / 3600 * rows["speed_gflops"].astype(float) / reference
 
 
 def typical_wall_seconds(rows: pd.DataFrame) -> pd.Series:
@@ -74,7 +67,7 @@ def budget_hours(rows: pd.DataFrame) -> pd.Series:
     """The hours a run is judged by against a CPU budget: at the reference machine's speed where the run measured
     its host, as measured for CPU runs older than that measurement; NaN (not judged) for GPU runs, and where the
     reference record is missing."""
-    unmeasured_cpu = (rows["device"] == "cpu") & rows["matmul_gflops"].isna()
+    unmeasured_cpu = (rows["device"] == "cpu") & rows["speed_gflops"].isna()
     return reference_hours(rows).where(~unmeasured_cpu, rows["wall_seconds"] / 3600)
 
 

@@ -21,7 +21,7 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from . import distributed, hardware, storage
+from . import distributed, hardware, host_probe, storage
 from .complexity import count_flops, count_params
 from .config import DistillConfig, RunConfig, kd_label, validate
 from .data import BatchAugment, Splits, batches, load_arrays, make_splits, normalize
@@ -198,6 +198,7 @@ class Run:
     steps_per_epoch: int
     teacher_logits: torch.Tensor | None  # distill.teacher_targets == "cached": one row per training image
     host_gflops: float | None = None  # this host's matmul speed (CPU runs), recorded per epoch: a run can span hosts
+    host_titn_images_per_s: float | None = None  # this host's speed on TITN-tiny (`host_probe`), after long epochs
     progress: dict = field(default_factory=lambda: {"epoch": 0, "history": [], "train_seconds": 0.0,
                                                     "wall_seconds": 0.0})  # fmt: skip
 
@@ -314,7 +315,8 @@ def restore(run: Run) -> None:
 
 
 def update_host_speed(run: Run, epoch_seconds: float) -> None:
-    """Measure the host's matmul speed again after a long epoch and keep the fastest seen in this process.
+    """Measure the host's matmul speed and its TITN-tiny training speed (`host_probe`, ~5 s: matmul speed alone
+    misjudges AMX hosts) again after a long epoch, and keep the fastest seen in this process.
 
     Other work on the machine only ever slows a measurement, so one taken at (re)start while the cores were busy
     would stamp every later epoch with too slow a host and understate its hours at reference speed; the maximum
@@ -322,8 +324,9 @@ def update_host_speed(run: Run, epoch_seconds: float) -> None:
     """
     if run.host_gflops is None or epoch_seconds < HOST_SPEED_MIN_EPOCH_SECONDS:
         return
-    measured = hardware.cpu_speed_in(hardware.cpu_precision_of(run.cfg.train.amp))
-    run.host_gflops = max(run.host_gflops, measured)
+    precision = hardware.cpu_precision_of(run.cfg.train.amp)
+    run.host_gflops = max(run.host_gflops, hardware.cpu_speed_in(precision))
+    run.host_titn_images_per_s = max(run.host_titn_images_per_s or 0.0, host_probe.titn_train_speed(precision))
 
 
 def run_epoch(run: Run, epoch: int) -> None:
@@ -353,6 +356,7 @@ def run_epoch(run: Run, epoch: int) -> None:
         "train_images_per_s": sums["seen"] / seconds,
         "wall_seconds": progress["wall_seconds"],
         **({"host_gflops": run.host_gflops} if run.host_gflops is not None else {}),
+        **({"host_titn_images_per_s": run.host_titn_images_per_s} if run.host_titn_images_per_s else {}),
     }
     progress["history"].append(row)
     progress["epoch"] = epoch + 1
