@@ -1,9 +1,10 @@
 """How fast this host trains the project's own workload, so hours measured here convert to the reference machine's.
 
 Why not the matmul peak alone: across the 2-core EPYC hosts it tracked training speed (fastcnn trained 2.3x slower
-on a host whose bf16 matmuls were 2.2x slower), but a 2-core AMX Xeon had about twice the EPYC's bf16 matmul peak
-and trained TITN-tiny no faster (results/benchmarks/throughput-*-intel-xeon-amx_bf16.json): small matmuls, norms and
-elementwise work do not gain from AMX. The probe times what the reference machine's benchmark records hold for it:
+on a host whose bf16 matmuls were 2.2x slower), but a 2-core AMX Xeon had the reference machine's bf16 matmul peak
+and trained TITN-tiny at half its speed, no faster than the EPYC hosts
+(results/benchmarks/throughput-*-intel-xeon-amx_bf16.json): small matmuls, norms and elementwise work do not gain
+from AMX. The probe times what the reference machine's benchmark records hold for it:
 TITN-tiny, eager, one training step (forward, cross-entropy, backward, fused AdamW) at batch 128 on 32x32 RGB.
 """
 
@@ -22,7 +23,7 @@ PROBE_MODEL, PROBE_BATCH, PROBE_IMAGE = "titn-tiny", 128, (3, 32, 32)
 
 def titn_train_speed(precision: str, steps: int = 3) -> float:
     """TITN-tiny's eager training images/s on this CPU in "bf16" (autocast) or "fp32": best of `steps` timed steps
-    after one warm-up (~4 s on 2 cores). Runs on its own copy of the RNG state, so a training run that calls it
+    after one warm-up (~5 s on 2 cores). Runs on its own copy of the RNG state, so a training run that calls it
     between epochs draws the same numbers as one that does not."""
     with torch.random.fork_rng(devices=[]):
         gen = torch.Generator().manual_seed(0)

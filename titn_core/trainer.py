@@ -41,7 +41,7 @@ from .teacher_runs import (
 from .teachers import build_teacher
 
 PREDICTIONS_FILE = "test_predictions.npz"  # top-5 classes of the final model for every test image
-# epochs at least this long measure the host's speed again (`update_host_speed`): under 0.2% of their time
+# epochs at least this long measure the host's speed again (`update_host_speed`, ~5 s: 2% of a 250 s CIFAR epoch)
 HOST_SPEED_MIN_EPOCH_SECONDS = 60.0
 
 
@@ -320,7 +320,7 @@ def update_host_speed(run: Run, epoch_seconds: float) -> None:
 
     Other work on the machine only ever slows a measurement, so one taken at (re)start while the cores were busy
     would stamp every later epoch with too slow a host and understate its hours at reference speed; the maximum
-    converges on the host's own speed. Short epochs (tests, smoke runs) skip the ~0.2 s it costs.
+    converges on the host's own speed. Short epochs (tests, smoke runs) skip the ~5 s it costs.
     """
     if run.host_gflops is None or epoch_seconds < HOST_SPEED_MIN_EPOCH_SECONDS:
         return
