@@ -123,16 +123,20 @@ def label(record: dict) -> str:
     """One line naming a machine record, for tables: 'AMD EPYC, 2 cores, avx512_bf16' or the GPU's name."""
     if record.get("kind") == "gpu":
         return f"{record['name']} (x{record.get('count', 1)})"
+    return f"{record.get('name', '?')}, {record.get('cores', '?')} cores, {best_vector_unit(record)}"
+
+
+def best_vector_unit(record: dict) -> str:
+    """The strongest vector unit a CPU record's flags name: what most decides its bf16 and fp32 speed."""
     flags = record.get("flags", [])
-    best = next((f for f in ("amx_bf16", "avx512_bf16", "avx512f", "avx2") if f in flags), "no AVX2")
-    return f"{record.get('name', '?')}, {record.get('cores', '?')} cores, {best}"
+    return next((f for f in ("amx_bf16", "avx512_bf16", "avx512f", "avx2") if f in flags), "no AVX2")
 
 
 def slug(device: torch.device | str = "cpu") -> str:
     """This machine in a file name, e.g. 'amd-epyc-avx512_bf16' or 'nvidia-a100-sxm4-40gb': benchmark records carry
     it so that a session on another CPU kind adds its own records instead of overwriting another machine's."""
     record = describe(device)
-    best = label(record).rsplit(", ", 1)[-1].replace(" ", "-").lower() if record["kind"] == "cpu" else ""
+    best = best_vector_unit(record).replace(" ", "-").lower() if record["kind"] == "cpu" else ""
     words = re.split(r"[^a-z0-9]+", record["name"].split("@")[0].lower())
     return "-".join(w for w in [*words, best] if w and w not in {"r", "tm", "processor", "cpu"})
 
