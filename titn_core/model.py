@@ -17,6 +17,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from .config import ModelConfig
+from .eager_gelu import GELU
 
 # On CPU, up to this many tokens, the explicit softmax(QK^T)V beats the fused SDPA kernel, whose per-problem
 # overhead dominates short sequences (fwd+bwd, 2 cores, titn-tiny on CIFAR at batch 128: inner 11 vs 16 ms, outer
@@ -97,7 +98,7 @@ class TransformerLayer(nn.Module):
         self.norm1 = nn.LayerNorm(dim)
         self.attn = Attention(dim, heads)
         self.norm2 = nn.LayerNorm(dim)
-        self.mlp = nn.Sequential(nn.Linear(dim, hidden), nn.GELU(), nn.Linear(hidden, dim))
+        self.mlp = nn.Sequential(nn.Linear(dim, hidden), GELU(), nn.Linear(hidden, dim))
         self.drop_path = DropPath(drop_path)
 
     def forward(self, x: Tensor, need_weights: bool = False) -> tuple[Tensor, Tensor | None]:
