@@ -23,7 +23,7 @@ import torch.nn.functional as F
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from titn_core import hardware, storage  # noqa: E402
+from titn_core import benchmark_records, hardware, storage  # noqa: E402
 from titn_core.profiles import model_preset  # noqa: E402
 
 
@@ -85,7 +85,7 @@ def main(argv: list[str] | None = None) -> int:
         "command": "python benchmarks/attention_kernels.py " + " ".join(argv if argv is not None else sys.argv[1:]),
     }
     out = hardware.record_path(args.out, f"attention-kernels-cpu-{args.preset}-{args.dtype}")
-    storage.atomic_write_json(out, record)
+    benchmark_records.write(out, record)
     print(f"wrote {out}")
     return 0
 

@@ -31,7 +31,7 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 
 from throughput import SETUPS, Runner, peers, timed  # noqa: E402
 
-from titn_core import hardware, storage  # noqa: E402
+from titn_core import benchmark_records, hardware, storage  # noqa: E402
 from titn_core.profiles import MODEL_PRESETS, model_preset  # noqa: E402
 from titn_core.trainer import pick_device  # noqa: E402
 
@@ -138,7 +138,7 @@ def main(argv: list[str] | None = None) -> int:
     }
     suffix = ("-bf16" if args.amp else "") + ("-compile" if args.compile else "")
     out = hardware.record_path(args.out, f"step-profile-{device.type}-{args.preset}-b{args.batch_size}{suffix}", device)
-    storage.atomic_write_json(out, record)
+    benchmark_records.write(out, record)
     print(f"wrote {out}")
     return 0
 

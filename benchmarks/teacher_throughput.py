@@ -29,7 +29,7 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 
 from throughput import timed  # noqa: E402
 
-from titn_core import hardware, storage  # noqa: E402
+from titn_core import benchmark_records, hardware, storage  # noqa: E402
 from titn_core.complexity import count_flops, training_pflops  # noqa: E402
 from titn_core.hardware import matmul_peak  # noqa: E402
 from titn_core.plan_cost import epoch_train_images  # noqa: E402
@@ -122,7 +122,7 @@ def main(argv: list[str] | None = None) -> int:
         "command": "python benchmarks/teacher_throughput.py " + " ".join(argv if argv is not None else sys.argv[1:]),
     }  # fmt: skip
     out = hardware.record_path(args.out, f"teacher-throughput-{args.teacher}-b{args.batch_size}")
-    storage.atomic_write_json(out, record)
+    benchmark_records.write(out, record)
     print(f"wrote {out}")
     return 0
 

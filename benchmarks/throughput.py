@@ -39,7 +39,7 @@ from torch import nn
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from titn_core import hardware, storage  # noqa: E402
+from titn_core import benchmark_records, hardware, storage  # noqa: E402
 from titn_core.complexity import count_flops, count_params  # noqa: E402
 from titn_core.config import ModelConfig  # noqa: E402
 from titn_core.hardware import matmul_peak, sync  # noqa: E402
@@ -304,7 +304,7 @@ def write_record(args, argv, cfg, device, amp: bool, peak: float, rows: dict, ra
     }
     suffix = ("-bf16" if amp and device.type == "cpu" else "") + ("-compile" if args.compile else "")
     out = hardware.record_path(args.out, f"throughput-{device.type}-{args.preset}-b{args.batch_size}{suffix}", device)
-    storage.atomic_write_json(out, record)
+    benchmark_records.write(out, record)
     return out
 
 

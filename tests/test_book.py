@@ -314,6 +314,31 @@ def test_speed_summary_groups_machines_and_judges_each_against_the_goal(tmp_path
     ]
 
 
+def test_a_rerun_benchmark_keeps_its_earlier_runs_and_the_verdict_gives_their_spread(tmp_path, monkeypatch):
+    """Writing a record over another of its machine keeps the replaced run (and that one's own earlier runs); the
+    fastest row and the verdict give the speed-up's range over all of them."""
+    from titn_core import benchmark_records, benchmark_tables
+
+    monkeypatch.setenv("TITN_RESULTS_DIR", str(tmp_path))
+    path = tmp_path / "benchmarks" / "throughput-cpu-x-bf16-compile.json"
+    path.parent.mkdir()
+    for commit, ours in [("a", 150.0), ("b", 160.0), ("c", 140.0)]:
+        speeds = {"ours TITN": ours, "ours TITN (eager)": 90.0, "timm TNT": 80.0, "timm TNT (eager)": 100.0}
+        record = {"amp_bf16": True, "compile": True, "ratios": {"r": ours / 100},
+                  "environment": {"cpu": {"name": "EPYC", "cores": 2, "flags": []}, "git_commit": commit},
+                  "models": {name: {"train_images_per_s": v, "params": 1} for name, v in speeds.items()}}  # fmt: skip
+        benchmark_records.write(path, record)
+    runs = benchmark_records.runs(json.loads(path.read_text()))
+    assert [run["git_commit"] for run in runs] == ["c", "b", "a"], "newest first"
+    assert runs[2]["models"]["ours TITN"] == {"train_images_per_s": 150.0} and runs[2]["ratios"] == {"r": 1.5}
+    summary = benchmark_tables.speed_summary()
+    fastest = summary[summary["setting"].str.startswith("each at its fastest")].iloc[0]
+    assert (fastest["speed-up"], fastest["runs"], fastest["range over runs"]) == (1.4, 3, "1.40-1.60")
+    assert benchmark_tables.fastest_verdicts(summary)[0].endswith(
+        "short of the 1.5x goal (3 runs of the benchmark there: 1.40-1.60)."
+    )
+
+
 def test_step_profile_table_names_the_setup_and_shows_fused_kernels_only_where_compiled(tmp_path, monkeypatch):
     from titn_core import benchmark_tables
     from titn_core.benchmark_tables import MATMUL, VIT
