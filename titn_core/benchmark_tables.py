@@ -58,14 +58,17 @@ def speed_summary() -> pd.DataFrame:
     for machine in dict.fromkeys(m for m, _ in best):
         if (machine, "ours TITN") in best and (machine, "timm TNT") in best:
             rows.append(_fastest_row(machine, best[machine, "ours TITN"], best[machine, "timm TNT"]))
-    return pd.DataFrame(rows).sort_values("machine", kind="stable", ignore_index=True) if rows else pd.DataFrame()
+    if not rows:
+        return pd.DataFrame()
+    table = pd.DataFrame(rows).sort_values("machine", kind="stable", ignore_index=True)
+    return table.astype({"runs": "Int64"}) if "runs" in table else table
 
 
 def _fastest_row(machine: str, ours: tuple, timm: tuple) -> dict:
     """The 'each at its fastest' row; when both speeds come from one record, the spread over that record's runs."""
     (ours_speed, ours_at, ours_rec), (timm_speed, timm_at, timm_rec) = ours, timm
-    spread = [_fastest_speedup(run) for run in benchmark_records.runs(ours_rec)] if ours_rec is timm_rec else []
-    spread = [x for x in spread if x is not None]
+    runs = benchmark_records.comparable_runs(ours_rec) if ours_rec is timm_rec else []
+    spread = [x for x in map(_fastest_speedup, runs) if x is not None]
     return {"machine": machine, "setting": f"each at its fastest (ours: {ours_at}; timm: {timm_at})",
             "ours TITN img/s": round(ours_speed, 1), "timm TNT img/s": round(timm_speed, 1),
             "speed-up": round(ours_speed / timm_speed, 2), "runs": len(spread) or None,
@@ -74,6 +77,8 @@ def _fastest_row(machine: str, ours: tuple, timm: tuple) -> dict:
 
 def _fastest_speedup(run: dict) -> float | None:
     """Ours at its fastest over timm at its fastest within one run of a record (None if it lacks either)."""
+    if "models" not in run:
+        return None
     best = {name: max((speeds[name] or 0 for speeds in _settings(run).values()), default=0) for name in PEERS}
     return best["ours TITN"] / best["timm TNT"] if all(best.values()) else None
 
@@ -89,7 +94,7 @@ def fastest_verdicts(summary: pd.DataFrame, goal: float = SPEEDUP_GOAL) -> list[
 
 def _verdict(row: pd.Series, goal: float) -> str:
     spread = row.get("range over runs")
-    runs = f" ({row['runs']:.0f} runs of the benchmark there: {spread})" if spread else ""
+    runs = f" ({row['runs']} runs of the benchmark there: {spread})" if isinstance(spread, str) and spread else ""
     verdict = "at or past" if row["speed-up"] >= goal else "short of"
     return (f"On {row['machine']}, our TITN at its fastest trains {row['speed-up']:.2f}x as fast as timm's TNT at its "
             f"fastest: {verdict} the {goal:g}x goal{runs}.")  # fmt: skip
