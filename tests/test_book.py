@@ -275,6 +275,27 @@ def test_teacher_table_gives_training_pflops_and_judges_the_goal_with_tta_at_ref
     assert "94 within 1 h" not in cifar100, "no goal there"
 
 
+def test_scale_table_sets_our_students_compute_beside_the_published_recipes_and_the_paper():
+    """Published rows are priced from their MACs (x2 FLOPs) over 50,000 images x epochs; ours from the runs, mean over
+    seeds, one row per role and dataset; the paper's row has its top-1 and no compute; teachers stay out."""
+    from titn_core import book_budget, paper
+
+    student = {"dataset": "cifar10", "profile": "cpu", "role": "TITN + KD (paper)", "flops": 200e6,
+               "train_images": 45_000, "epochs": 80, "params": 1.4e6}  # fmt: skip
+    runs = pd.DataFrame([student | {"test_top1": 87.0}, student | {"test_top1": 88.0},
+                         student | {"role": "teacher", "test_top1": 94.0}])  # fmt: skip
+    table = book_budget.scale_table(runs).set_index(["dataset", "model"])
+    lite = table.loc[("CIFAR-10", "ViT-Lite-7/4")]
+    assert lite["training PFLOPs"] == round(3 * 2 * 0.239e9 * 50_000 * 200 / 1e15, 1)
+    assert lite["test top-1"] == paper.PUBLISHED_SMALL_TRANSFORMERS[0]["cifar10"]
+    ours = table.loc[("CIFAR-10", "TITN + KD (paper)")]
+    assert (ours["training PFLOPs"], ours["test top-1"], ours["epochs"]) == (2.2, 87.5, 80)
+    assert ours["source"] == "this book, cpu profile (2 runs)"
+    assert table.loc[("CIFAR-100", "TITN + KD"), "training PFLOPs"] == "-", "the paper reports no compute"
+    assert "teacher" not in table.index.get_level_values("model")
+    assert len(table.loc["CIFAR-100"]) == len(paper.PUBLISHED_SMALL_TRANSFORMERS) + 1, "no CIFAR-100 student yet"
+
+
 def test_speed_summary_counts_the_eager_speeds_a_compile_record_measured_beside_the_compiled_ones(
     tmp_path, monkeypatch
 ):
@@ -337,6 +358,14 @@ def test_a_rerun_benchmark_keeps_its_earlier_runs_and_the_verdict_gives_their_sp
     assert benchmark_tables.fastest_verdicts(summary)[0].endswith(
         "short of the 1.5x goal (3 runs of the benchmark there: 1.40-1.60)."
     )
+    # a run of other settings (a file copied in git history) does not count; nor does a corrupt old record's history
+    kept = json.loads(path.read_text())
+    path.write_text(json.dumps(kept | {"earlier_runs": [*kept["earlier_runs"], runs[0] | {"amp_bf16": False}]}))
+    assert len(benchmark_records.comparable_runs(json.loads(path.read_text()))) == 3
+    path.write_text("{truncated")
+    with pytest.warns(UserWarning, match="earlier runs not kept"):
+        benchmark_records.write(path, record)
+    assert "earlier_runs" not in json.loads(path.read_text())
 
 
 def test_step_profile_table_names_the_setup_and_shows_fused_kernels_only_where_compiled(tmp_path, monkeypatch):

@@ -10,7 +10,16 @@ import pandas as pd
 from . import results
 from .book import DATASET_TITLES, STUDENT, mean_sd, results_dir, yes_no
 from .complexity import training_pflops
-from .paper import CPU_HOURS_PER_RUN, CPU_TARGETS, TEACHER_HOURS, TEACHER_TARGETS
+from .paper import (
+    CPU_HOURS_PER_RUN,
+    CPU_TARGETS,
+    PAPER,
+    PUBLISHED_SHORT,
+    PUBLISHED_SMALL_TRANSFORMERS,
+    PUBLISHED_TRAIN_IMAGES,
+    TEACHER_HOURS,
+    TEACHER_TARGETS,
+)
 from .reference_machine import reference_speeds
 
 
@@ -99,3 +108,34 @@ def _teacher_row(r, at_reference: float, budget: float, target: float | None) ->
             score >= target and budget <= TEACHER_HOURS, pd.isna(budget)
         )
     return row
+
+
+def scale_table(runs: pd.DataFrame, profile: str = "cpu") -> pd.DataFrame:
+    """Per CIFAR dataset: published small transformers trained from scratch (`paper.PUBLISHED_SMALL_TRANSFORMERS`),
+    the paper's TITN, and this project's students of `profile` (mean over seeds), with each one's training compute:
+    what the paper's numbers cost others, against what our budget spent. Student PFLOPs leave out the teacher."""
+    rows = []
+    for dataset in ("cifar10", "cifar100"):
+        for ref in PUBLISHED_SMALL_TRANSFORMERS:
+            pflops = training_pflops(2e9 * ref["gmacs"], PUBLISHED_TRAIN_IMAGES * ref["epochs"])
+            rows.append(_scale_row(dataset, ref["model"], PUBLISHED_SHORT, ref["params_m"], ref["epochs"], pflops,
+                                   ref[dataset]))  # fmt: skip
+        rows.append(_scale_row(dataset, "TITN + KD", "the paper", None, None, None, PAPER[dataset]["top1"]))
+        ours = runs[(runs["dataset"] == dataset) & (runs["profile"] == profile) & (runs["role"] != "teacher")]
+        for role, group in ours.groupby("role", sort=False):
+            pflops = training_pflops(group["flops"], group["train_images"] * group["epochs"]).mean()
+            seeds = f"{len(group)} run" + ("s" if len(group) > 1 else "")
+            rows.append(_scale_row(dataset, role, f"this book, {profile} profile ({seeds})",
+                                   group["params"].mean() / 1e6, group["epochs"].max(), pflops,
+                                   group["test_top1"].mean()))  # fmt: skip
+    return pd.DataFrame(rows)
+
+
+def _scale_row(dataset, model, source, params_m, epochs, pflops, top1) -> dict:
+    """One row of `scale_table`; "-" where the source gives no number (the paper's compute)."""
+    missing = "-"
+    return {"dataset": DATASET_TITLES[dataset], "model": model, "source": source,
+            "params (M)": missing if params_m is None else f"{params_m:.2f}",
+            "epochs": missing if epochs is None else int(epochs),
+            "training PFLOPs": missing if pflops is None else round(pflops, 1),
+            "test top-1": round(top1, 2)}  # fmt: skip
