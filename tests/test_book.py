@@ -559,14 +559,22 @@ def test_families_run_on_two_datasets_are_set_side_by_side_with_their_agreement(
     assert agreement.tolist() == ["feature", "feature", 0.5]
 
 
-def test_pending_ablations_list_the_plans_families_without_a_summary(tmp_path, monkeypatch):
+def test_pending_ablations_list_the_plans_families_not_complete(tmp_path, monkeypatch):
+    """A family without a summary is pending with none of its runs done; one whose summary lacks runs (it is
+    rewritten after every run) says how many it has; a complete one leaves the list."""
+    from titn_core.ablations import family_configs
+
     monkeypatch.setenv("TITN_RESULTS_DIR", str(tmp_path))
+    runs = 2 * len(family_configs("distillation", "mnist", "cpu"))  # the plan runs it with seeds 0 and 1
     everything = ab.pending().values.tolist()
-    assert ["distillation", "MNIST", 4] in everything and ["inner", "CIFAR-10", 10] in everything
+    assert ["distillation", "MNIST", 4, f"0 of {runs}"] in everything
+    assert ["inner", "CIFAR-10", 10, f"0 of {len(family_configs('inner', 'cifar10', 'cpu'))}"] in everything
     done = tmp_path / "ablations" / "distillation-mnist-cpu"
     done.mkdir(parents=True)
-    (done / "summary.csv").write_text("variant,seed,test_top1\n")
-    assert ab.pending().values.tolist() == [f for f in everything if f != ["distillation", "MNIST", 4]]
+    (done / "summary.csv").write_text("variant,seed,test_top1\n" + "v,0,90.0\n" * (runs - 1))
+    assert ["distillation", "MNIST", 4, f"{runs - 1} of {runs}"] in ab.pending().values.tolist()
+    (done / "summary.csv").write_text("variant,seed,test_top1\n" + "v,0,90.0\n" * runs)
+    assert ab.pending().values.tolist() == [f for f in everything if f[:3] != ["distillation", "MNIST", 4]]
 
 
 def test_ablations_list_each_familys_datasets_in_the_books_order(tmp_path, monkeypatch):

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from .ablations import CONTRASTS
+from .ablations import CONTRASTS, family_configs
 from .book import DATASET_TITLES, mean_sd, results_dir, yes_no
 from .experiments import ROOT, load_plan
 from .results import history
@@ -120,12 +120,26 @@ def agreement(deltas: pd.DataFrame) -> pd.Series:
 
 
 def pending(plan: Path = ROOT / "plans" / "cpu.yaml") -> pd.DataFrame:
-    """The plan's ablation families with no summary under the results folder yet, so a reader sees what is still
-    coming rather than guessing why a family is absent."""
-    rows = [
-        {"family": job.parameters["family"], "dataset": DATASET_TITLES[job.parameters["dataset"]],
-         "epochs": job.parameters.get("epochs") or "profile's"}
-        for job in load_plan(plan, {"results_dir": str(results_dir())})
-        if Path(job.notebook).stem == "ablation" and not (job.out_dir / "summary.csv").exists()
-    ]  # fmt: skip
-    return pd.DataFrame(rows, columns=["family", "dataset", "epochs"])
+    """The plan's ablation families not complete under the results folder: no summary yet, or one with fewer runs
+    than the family has (the notebook rewrites it after every run, so a family that spans sessions shows its
+    finished variants), so a reader sees what is still coming rather than guessing why a variant is absent."""
+    rows = []
+    for job in load_plan(plan, {"results_dir": str(results_dir())}):
+        if Path(job.notebook).stem != "ablation":
+            continue
+        done, expected = _summary_runs(job.out_dir / "summary.csv"), _family_runs(job.parameters)
+        if done < expected:
+            rows.append({"family": job.parameters["family"], "dataset": DATASET_TITLES[job.parameters["dataset"]],
+                         "epochs": job.parameters.get("epochs") or "profile's",
+                         "runs done": f"{done} of {expected}"})  # fmt: skip
+    return pd.DataFrame(rows, columns=["family", "dataset", "epochs", "runs done"])
+
+
+def _summary_runs(path: Path) -> int:
+    return len(pd.read_csv(path)) if path.exists() else 0
+
+
+def _family_runs(parameters: dict) -> int:
+    """How many runs an ablation job makes: its family's variants times its seeds."""
+    variants = family_configs(parameters["family"], parameters["dataset"], parameters.get("profile", "smoke"))
+    return len(variants) * len(parameters.get("seeds", [0]))

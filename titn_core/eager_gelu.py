@@ -1,10 +1,11 @@
 """GELU that torch.compile calls as PyTorch's own kernel instead of generating one.
 
 Why: on CPU, eager `F.gelu` and its backward on bf16 run oneDNN's JIT kernels where the CPU computes bf16 natively
-(ATen's own vectorised loop elsewhere); inductor instead writes its own loop around a polynomial erf. On a 2-core AMX Xeon, 4M bf16 values took 0.9 ms eager against 2.0-2.7 ms compiled
-forward, 1.9 against 5.4 ms backward (one process, best of 20 calls). Wrapping both directions in custom operators
-makes inductor call them as opaque kernels; the values are eager PyTorch's, bit for bit. The price is the fusion
-inductor gave up around them, small next to that (`python benchmarks/throughput.py --compile` measures the whole).
+(ATen's own vectorised loop elsewhere); inductor instead writes its own loop around a polynomial erf. On a 2-core
+AMX Xeon, 4M bf16 values took 0.9 ms eager against 2.0-2.7 ms compiled forward, 1.9 against 5.4 ms backward (one
+process, best of 20 calls). Wrapping both directions in custom operators makes inductor call them as opaque
+kernels; the values are eager PyTorch's, bit for bit. The price is the fusion inductor gave up around them, small
+next to that (`python benchmarks/throughput.py --compile` measures the whole).
 """
 
 from __future__ import annotations
