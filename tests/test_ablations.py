@@ -49,9 +49,32 @@ def test_cpu_profile_reads_fastcnn_features_from_the_stage_the_recipe_family_cho
 def test_regularization_family_reuses_the_main_distilled_run_as_its_reference():
     runs = dict(family_configs("regularization", "cifar10", "cpu"))
     main = build_config("cifar10", "cpu", kd="paper")
-    reference = runs.pop("the profile's recipe")
+    reference = runs.pop("no regulariser")
     assert reference.hash() == main.hash(), "same schedule and scoring: the main run is not trained twice"
     assert {cfg.train.epochs for cfg in runs.values()} == {main.train.epochs}
     assert {cfg.train.tta for cfg in runs.values()} == {"flip"}, "scored like the main runs"
     mixed = runs["+ MixUp 0.8 / CutMix 1.0"]
     assert (mixed.data.mixup_alpha, mixed.data.cutmix_alpha, mixed.distill.teacher_targets) == (0.8, 1.0, "online")
+
+
+def test_regularization_family_is_cumulative_and_pinned_against_a_change_of_the_profile(monkeypatch):
+    """Each variant adds one regulariser to the one before; all pin every regulariser, so adopting one into the
+    profile changes no variant's config (their finished runs stay theirs)."""
+    from titn_core import profiles
+
+    def regularisers(cfg):
+        return cfg.data.mixup_alpha, cfg.data.cutmix_alpha, cfg.data.randaugment, cfg.model.drop_path
+
+    before = family_configs("regularization", "cifar10", "cpu")
+    assert [regularisers(cfg) for _, cfg in before] == [
+        (0.0, 0.0, False, 0.0), (0.8, 1.0, False, 0.0), (0.8, 1.0, True, 0.0), (0.8, 1.0, True, 0.1)
+    ]  # fmt: skip
+    adopt = profiles.build_config
+
+    def with_mixing(*args, overrides=None, **kwargs):  # a profile that adopted MixUp/CutMix
+        mixing = {"data.mixup_alpha": 0.8, "data.cutmix_alpha": 1.0}
+        return adopt(*args, overrides={**mixing, **(overrides or {})}, **kwargs)
+
+    monkeypatch.setattr("titn_core.ablations.build_config", with_mixing)
+    after = family_configs("regularization", "cifar10", "cpu")
+    assert [cfg.hash() for _, cfg in after] == [cfg.hash() for _, cfg in before]
