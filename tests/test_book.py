@@ -494,6 +494,10 @@ def test_readings_say_whether_the_best_margin_clears_the_seed_noise():
     assert (noisy["seed noise"], noisy["clears the noise"]) == (1.42, "no")
     assert reading({"a": [98.0], "b": [98.3]})["clears the noise"] == "one seed"
     assert reading({"a": [99.0], "b": [98.0]})[["best", "margin"]].tolist() == ["a", 0.0], "the reference itself"
+    assert clear["variants run"] == "-", "a family this code does not define"
+    partial = _ablation_rows({"no regulariser": [87.7], "+ MixUp 0.8 / CutMix 1.0": [88.1]})
+    partial = ab.readings(partial.assign(family="regularization", dataset="cifar10")).iloc[0]
+    assert partial["variants run"] == "2 of 4", "a family spanning sessions says it is partial"
 
 
 def test_contrasts_read_the_inner_family_as_titn_minus_vit_with_and_without_kd():
@@ -560,20 +564,27 @@ def test_families_run_on_two_datasets_are_set_side_by_side_with_their_agreement(
 
 
 def test_pending_ablations_list_the_plans_families_not_complete(tmp_path, monkeypatch):
-    """A family without a summary is pending with none of its runs done; one whose summary lacks runs (it is
-    rewritten after every run) says how many it has; a complete one leaves the list."""
+    """A family without a summary is pending with none of its runs done; one whose summary lacks some of the runs
+    its variants make today (rewritten after every run, or from a redefined variant) says how many it has; a
+    complete one leaves the list."""
     from titn_core.ablations import family_configs
 
     monkeypatch.setenv("TITN_RESULTS_DIR", str(tmp_path))
-    runs = 2 * len(family_configs("distillation", "mnist", "cpu"))  # the plan runs it with seeds 0 and 1
+    ids = [cfg.default_run_id() for seed in (0, 1)  # the plan runs it with seeds 0 and 1, 4 epochs
+           for _, cfg in family_configs("distillation", "mnist", "cpu", seed=seed, epochs=4)]  # fmt: skip
     everything = ab.pending().values.tolist()
-    assert ["distillation", "MNIST", 4, f"0 of {runs}"] in everything
+    assert ["distillation", "MNIST", 4, f"0 of {len(ids)}"] in everything
     assert ["inner", "CIFAR-10", 10, f"0 of {len(family_configs('inner', 'cifar10', 'cpu'))}"] in everything
     done = tmp_path / "ablations" / "distillation-mnist-cpu"
     done.mkdir(parents=True)
-    (done / "summary.csv").write_text("variant,seed,test_top1\n" + "v,0,90.0\n" * (runs - 1))
-    assert ["distillation", "MNIST", 4, f"{runs - 1} of {runs}"] in ab.pending().values.tolist()
-    (done / "summary.csv").write_text("variant,seed,test_top1\n" + "v,0,90.0\n" * runs)
+
+    def summary(run_ids):
+        rows = "".join(f"v,0,90.0,{run_id}\n" for run_id in run_ids)
+        (done / "summary.csv").write_text("variant,seed,test_top1,run_id\n" + rows)
+
+    summary(ids[:-1] + ["student-mnist-an-older-variant"])
+    assert ["distillation", "MNIST", 4, f"{len(ids) - 1} of {len(ids)}"] in ab.pending().values.tolist()
+    summary(ids)
     assert ab.pending().values.tolist() == [f for f in everything if f[:3] != ["distillation", "MNIST", 4]]
 
 

@@ -9,6 +9,7 @@ dataset, profile and seed.
 from __future__ import annotations
 
 from collections.abc import Callable
+from itertools import pairwise
 
 from .config import RunConfig
 from .errors import TITNError
@@ -144,6 +145,10 @@ CONTRASTS = {
     ),
     "data": _kd_gain_per_size(DATA_FRACTIONS),
     "data-steps": _kd_gain_per_size(DATA_STEPS_FRACTIONS),
+    "regularization": (  # cumulative: each regulariser against the recipe it was added to
+        "Regulariser added (variant minus the one before)",
+        {label: (label, before) for (before, _, _), (label, _, _) in pairwise(FAMILIES["regularization"])},
+    ),
 }
 
 

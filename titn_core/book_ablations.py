@@ -12,6 +12,7 @@ import pandas as pd
 
 from .ablations import CONTRASTS, family_configs
 from .book import DATASET_TITLES, mean_sd, results_dir, yes_no
+from .errors import TITNError
 from .experiments import ROOT, load_plan
 from .results import history
 
@@ -64,15 +65,26 @@ def readings(table: pd.DataFrame) -> pd.DataFrame:
     """Per family run: its best variant, the margin over the reference, and the seed noise it is read against
     (twice the largest seed SD; NaN with one seed per variant, when there is no noise estimate)."""
     rows = []
-    for (family, _, profile), group in groups(table):
+    for (family, dataset, profile), group in groups(table):
         s = summary(group)
         best, noise = s["top1"].idxmax(), NOISE * s["sd"].max() if s["seeds"].min() > 1 else float("nan")
         margin = s.loc[best, "top1"] - s["top1"].iloc[0]
         rows.append({"family": family, "data": group["data_variant"].iloc[0], "profile": profile,
-                     "epochs": group["epochs"].iloc[0], "seeds": group["seed"].nunique(), "reference": s.index[0],
+                     "epochs": group["epochs"].iloc[0], "seeds": group["seed"].nunique(),
+                     "variants run": _variants_run(family, dataset, profile, s.index), "reference": s.index[0],
                      "best": best, "best top-1": s.loc[best, "top1"], "margin": margin, "seed noise": noise,
                      "clears the noise": "one seed" if pd.isna(noise) else yes_no(margin > noise)})  # fmt: skip
     return pd.DataFrame(rows).round(2)
+
+
+def _variants_run(family: str, dataset: str, profile: str, ran) -> str:
+    """ "2 of 4" while a family spans sessions (its summary is rewritten after every run), "all" once complete."""
+    try:
+        labels = [label for label, _ in family_configs(family, dataset, profile)]
+    except TITNError:  # a family or dataset this code no longer defines
+        return "-"
+    done = len(set(ran) & set(labels))
+    return "all" if done == len(labels) else f"{done} of {len(labels)}"
 
 
 def contrasts(table: pd.DataFrame) -> pd.DataFrame:
@@ -120,26 +132,37 @@ def agreement(deltas: pd.DataFrame) -> pd.Series:
 
 
 def pending(plan: Path = ROOT / "plans" / "cpu.yaml") -> pd.DataFrame:
-    """The plan's ablation families not complete under the results folder: no summary yet, or one with fewer runs
-    than the family has (the notebook rewrites it after every run, so a family that spans sessions shows its
-    finished variants), so a reader sees what is still coming rather than guessing why a variant is absent."""
+    """The plan's ablation families not complete under the results folder: no summary yet, or one without all the
+    runs the family's variants and seeds make today (the notebook rewrites it after every run, so a family that
+    spans sessions shows its finished variants; a redefined variant's old run does not count), so a reader sees what
+    is still coming rather than guessing why a variant is absent."""
     rows = []
     for job in load_plan(plan, {"results_dir": str(results_dir())}):
         if Path(job.notebook).stem != "ablation":
             continue
-        done, expected = _summary_runs(job.out_dir / "summary.csv"), _family_runs(job.parameters)
-        if done < expected:
+        expected = _family_run_ids(job.parameters)
+        done = len(expected & _summary_run_ids(job.out_dir / "summary.csv"))
+        if done < len(expected):
             rows.append({"family": job.parameters["family"], "dataset": DATASET_TITLES[job.parameters["dataset"]],
                          "epochs": job.parameters.get("epochs") or "profile's",
-                         "runs done": f"{done} of {expected}"})  # fmt: skip
+                         "runs done": f"{done} of {len(expected)}"})  # fmt: skip
     return pd.DataFrame(rows, columns=["family", "dataset", "epochs", "runs done"])
 
 
-def _summary_runs(path: Path) -> int:
-    return len(pd.read_csv(path)) if path.exists() else 0
+def _summary_run_ids(path: Path) -> set[str]:
+    return set(pd.read_csv(path)["run_id"]) if path.exists() else set()
 
 
-def _family_runs(parameters: dict) -> int:
-    """How many runs an ablation job makes: its family's variants times its seeds."""
-    variants = family_configs(parameters["family"], parameters["dataset"], parameters.get("profile", "smoke"))
-    return len(variants) * len(parameters.get("seeds", [0]))
+def _family_run_ids(parameters: dict) -> set[str]:
+    """The run ids an ablation job makes today: its family's variants times its seeds, at its epochs."""
+    return {
+        cfg.default_run_id()
+        for seed in parameters.get("seeds", [0])
+        for _, cfg in family_configs(
+            parameters["family"],
+            parameters["dataset"],
+            parameters.get("profile", "smoke"),
+            seed=seed,
+            epochs=parameters.get("epochs") or None,
+        )  # fmt: skip
+    }

@@ -21,10 +21,11 @@ CPU_HOURS_PER_RUN = 3.0
 TEACHER_TARGETS = {"cifar10": 94.0}
 TEACHER_HOURS = 1.0
 AIRBENCH94_PFLOPS = 0.36
-# For scale, not as targets: what published small transformers reach on CIFAR trained from scratch, no distillation,
-# 200 epochs of the 50,000 training images with AutoAugment and Mixup/CutMix. Top-1 %, parameters (millions) and
-# forward multiply-accumulates per 32x32 image (billions) as the SHI-Labs/Compact-Transformers README gives them
-# (Hassani et al. 2021, "Escaping the Big Data Paradigm with Compact Transformers", arXiv 2104.05704).
+# For scale, not as targets: what published small transformers reach on CIFAR trained from scratch for 200 epochs of
+# the 50,000 training images. Top-1 %, parameters (millions) and forward multiply-accumulates per 32x32 image
+# (billions) as the SHI-Labs/Compact-Transformers README gives them; the training set-up (no distillation,
+# AutoAugment, Mixup/CutMix) as their paper describes it (Hassani et al. 2021, "Escaping the Big Data Paradigm with
+# Compact Transformers", arXiv 2104.05704).
 PUBLISHED_SOURCE = "SHI-Labs/Compact-Transformers README (Hassani et al. 2021, arXiv 2104.05704)"
 PUBLISHED_SHORT = "Hassani et al. 2021"
 PUBLISHED_SMALL_TRANSFORMERS = [
