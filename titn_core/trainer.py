@@ -315,22 +315,21 @@ def restore(run: Run) -> None:
 
 
 def update_host_speed(run: Run, epoch_seconds: float) -> None:
-    """Measure the host's matmul speed again after a long epoch, and its TITN-tiny training speed (`host_probe`, ~5
-    s: matmul speed alone misjudges AMX hosts) at the first long epoch and whenever the matmul speed reaches a new
-    high; keep the fastest of each seen in this process.
+    """Measure the host's matmul speed and its TITN-tiny training speed (`host_probe`, ~5 s: matmul speed alone
+    misjudges AMX hosts) again after a long epoch, and keep the fastest seen in this process.
 
     Other work on the machine only ever slows a measurement, so one taken at (re)start while the cores were busy
     would stamp every later epoch with too slow a host and understate its hours at reference speed; the maximum
-    converges on the host's own speed. A matmul reading below its maximum says the cores are no quieter than they
-    were, so the probe is skipped then (it cost ~2% of a CIFAR epoch). Short epochs (tests, smoke runs) skip both.
+    converges on the host's own speed. Short epochs (tests, smoke runs) skip the ~5 s it costs. Probing only at a new
+    matmul high was tried and dropped: on a noisy AMX host the two readings moved apart (a restart probed 161 TITN
+    images/s and read no new matmul high, where the process before had reached 250), and a low probe left standing
+    understates a run's hours at reference speed; every long epoch pays the ~2%.
     """
     if run.host_gflops is None or epoch_seconds < HOST_SPEED_MIN_EPOCH_SECONDS:
         return
     precision = hardware.cpu_precision_of(run.cfg.train.amp)
-    reading = hardware.cpu_speed_in(precision)
-    if run.host_titn_images_per_s is None or reading > run.host_gflops:
-        run.host_titn_images_per_s = max(run.host_titn_images_per_s or 0.0, host_probe.titn_train_speed(precision))
-    run.host_gflops = max(run.host_gflops, reading)
+    run.host_gflops = max(run.host_gflops, hardware.cpu_speed_in(precision))
+    run.host_titn_images_per_s = max(run.host_titn_images_per_s or 0.0, host_probe.titn_train_speed(precision))
 
 
 def run_epoch(run: Run, epoch: int) -> None:
