@@ -321,9 +321,9 @@ def update_host_speed(run: Run, epoch_seconds: float) -> None:
     Other work on the machine only ever slows a measurement, so one taken at (re)start while the cores were busy
     would stamp every later epoch with too slow a host and understate its hours at reference speed; the maximum
     converges on the host's own speed. Short epochs (tests, smoke runs) skip the ~5 s it costs. Probing only at a new
-    matmul high was tried and dropped: on a noisy AMX host the two readings moved apart (a restart probed 161 TITN
-    images/s and read no new matmul high, where the process before had reached 250), and a low probe left standing
-    understates a run's hours at reference speed; every long epoch pays the ~2%.
+    matmul high was tried and dropped: on a noisy AMX host a restart's first probe read 161 TITN images/s where the
+    process before had reached 250, and such a low probe, left standing until a new matmul high, understates a run's
+    hours at reference speed; every long epoch pays the ~2%.
     """
     if run.host_gflops is None or epoch_seconds < HOST_SPEED_MIN_EPOCH_SECONDS:
         return
