@@ -44,7 +44,15 @@ _REGULARISERS_OFF = {
     "data.randaugment": False,
     "model.drop_path": 0.0,
 }
-_MIXING = {"data.mixup_alpha": 0.8, "data.cutmix_alpha": 1.0}
+
+
+def _cumulative(steps: list[tuple[str, dict]]) -> list[Variant]:
+    """Distilled variants that each add one step's overrides to every step before, all pinning every regulariser."""
+    variants, pinned = [], dict(_REGULARISERS_OFF)
+    for label, overrides in steps:
+        pinned = {**pinned, **overrides}
+        variants.append((label, dict(kd="paper"), pinned))
+    return variants
 
 
 def _data_label(fraction: float, kd: str) -> str:
@@ -94,16 +102,14 @@ FAMILIES: dict[str, list[Variant] | Callable[[int], list[Variant]]] = {
     # recipe is searched greedily: each variant adds one regulariser to the one before, every variant pins all of
     # them, so the family keeps its runs when the profile adopts some (the adopted variant's run is then the main
     # distilled run itself, as the first variant is today)
-    "regularization": [
-        ("no regulariser", dict(kd="paper"), _REGULARISERS_OFF),
-        ("+ MixUp 0.8 / CutMix 1.0", dict(kd="paper"), {**_REGULARISERS_OFF, **_MIXING}),
-        ("+ RandAugment", dict(kd="paper"), {**_REGULARISERS_OFF, **_MIXING, "data.randaugment": True}),
-        (
-            "+ stochastic depth 0.1",
-            dict(kd="paper"),
-            {**_REGULARISERS_OFF, **_MIXING, "data.randaugment": True, "model.drop_path": 0.1},
-        ),
-    ],
+    "regularization": _cumulative(
+        [
+            ("no regulariser", {}),
+            ("+ MixUp 0.8 / CutMix 1.0", {"data.mixup_alpha": 0.8, "data.cutmix_alpha": 1.0}),
+            ("+ RandAugment", {"data.randaugment": True}),
+            ("+ stochastic depth 0.1", {"model.drop_path": 0.1}),
+        ]
+    ),
     "temperature": [(f"T={t}", dict(kd="soft"), {"distill.temperature": t}) for t in (1.0, 2.0, 4.0, 8.0)],
     "weights": [
         *((f"alpha={a}", dict(kd="soft"), {"distill.alpha": a}) for a in (0.1, 0.5, 0.9)),
