@@ -146,6 +146,12 @@ def test_book_tables_come_from_results(smoke_plan):
     assert mnist["ours top-1"] == f"{student['test_top1']:.2f}" and mnist["paper top-1"] == 99.56
     assert "smoke profile" in mnist["budget"] and mnist["data"] == "MNIST (exact)"
     assert head[head["dataset"] == "CIFAR-100"].iloc[0]["ours top-1"] == "not run"
+    assert mnist["ours top-1, flip TTA"] == "-", "the smoke profile scores no test-time augmentation"
+    scored = runs.assign(test_top1_tta=runs["test_top1"] + 0.5)
+    flipped = book.headline(scored).set_index("dataset").loc["MNIST", "ours top-1, flip TTA"]
+    assert flipped == f"{student['test_top1'] + 0.5:.2f}", "a scored run's flip top-1 in a column of its own"
+    roles = book.comparison(scored, "mnist")
+    assert (roles.loc[roles["test top-1"] != "not run yet", "top-1, flip TTA"] != "-").all()
     table = book.comparison(runs, "cifar100")
     assert (table["test top-1"] == "not run yet").all(), "every role of a dataset without runs, with its command"
     assert table["command"].str.startswith("python -m titn_core").all()
@@ -703,7 +709,8 @@ def test_dataset_chapter_has_figures_and_the_comparison_table(built_book):
 
 def test_a_dataset_without_runs_says_plainly_what_is_missing(built_book):
     html = (built_book / "book" / "cifar100.html").read_text()
-    assert html.count("not run yet") == 4, "each role of the comparison, none run"
+    assert html.count("not run yet</td>") == 4, "each role of the comparison, none run"
+    assert html.count(">not run yet<") == 6, "and the sentences on the distilled student and the teacher"
     assert "python -m titn_core train --dataset cifar100 --profile cpu --kd paper" in html, "with its command"
     assert "no distilled run yet" in html and ">n/a<" in html, "the numbers that need a run say they are missing"
 
