@@ -78,3 +78,23 @@ def test_regularization_family_is_cumulative_and_pinned_against_a_change_of_the_
     monkeypatch.setattr("titn_core.ablations.build_config", with_mixing)
     after = family_configs("regularization", "cifar10", "cpu")
     assert [cfg.hash() for _, cfg in after] == [cfg.hash() for _, cfg in before]
+
+
+def test_seed_gaps_pair_runs_that_differ_only_in_their_seed(tmp_path):
+    """Two seeds of one config are paired and their gap measured; a run with any other setting changed is not."""
+    import json
+
+    import pandas as pd
+
+    from titn_core.book_ablations import seed_gaps
+
+    rows = []
+    for name, seed, lr, top1 in [("a", 0, 2e-3, 80.0), ("b", 1, 2e-3, 81.5), ("c", 1, 1e-3, 70.0)]:
+        cfg = build_config("cifar10", "cpu", kd="paper", overrides={"train.seed": seed, "train.lr": lr})
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "config.json").write_text(json.dumps({"config_hash": cfg.hash(), **cfg.to_dict()}))
+        rows.append({"path": str(tmp_path / name), "run_id": cfg.default_run_id(), "data_variant": "CIFAR-10",
+                     "epochs": cfg.train.epochs, "seed": seed, "test_top1": top1})  # fmt: skip
+    gaps = seed_gaps(pd.DataFrame(rows))
+    assert len(gaps) == 1 and gaps["seeds"].iloc[0] == "0, 1" and gaps["gap"].iloc[0] == 1.5
+    assert gaps["run"].iloc[0] == "student-cifar10-titn-tiny-kd_hard+feature-cpu"

@@ -12,9 +12,11 @@ import pandas as pd
 
 from .ablations import CONTRASTS, family_configs
 from .book import DATASET_TITLES, mean_sd, results_dir, yes_no
+from .config import RunConfig
 from .errors import TITNError
 from .experiments import ROOT, load_plan
 from .results import history
+from .storage import read_json
 
 NOISE = 2  # a margin is read as more than seed noise when it exceeds twice the family's largest seed SD
 
@@ -85,6 +87,30 @@ def _variants_run(family: str, dataset: str, profile: str, ran) -> str:
         return "-"
     done = len(set(ran) & set(labels))
     return "all" if done == len(labels) else f"{done} of {len(labels)}"
+
+
+def seed_gaps(index: pd.DataFrame) -> pd.DataFrame:
+    """Runs that differ in nothing but their seed (equal config hashes once the seed is set aside), one row per such
+    set with the gap between its best and worst test top-1: how far the seed alone moved a result, the yardstick for
+    a margin measured on one seed."""
+    keyed = index.assign(setup=index["path"].map(_seedless_hash))
+    rows = [{"run": g["run_id"].iloc[0].rsplit("-s", 1)[0], "data": g["data_variant"].iloc[0],
+             "epochs": int(g["epochs"].iloc[0]), "seeds": ", ".join(str(int(s)) for s in sorted(g["seed"])),
+             "test top-1": mean_sd(g["test_top1"]), "gap": g["test_top1"].max() - g["test_top1"].min()}
+            for _, g in keyed.groupby("setup", sort=False) if g["seed"].nunique() > 1]  # fmt: skip
+    return pd.DataFrame(rows, columns=["run", "data", "epochs", "seeds", "test top-1", "gap"]).round(2)
+
+
+def _seedless_hash(run_dir: str) -> str:
+    """The run's config hash with its seed set to 0 (the run folder's config.json); a config this code can no longer
+    read keeps its folder as key, so it is never paired."""
+    saved = read_json(Path(run_dir) / "config.json")
+    try:
+        cfg = RunConfig.from_dict({k: v for k, v in saved.items() if k in RunConfig.__dataclass_fields__})
+    except TypeError:
+        return str(run_dir)
+    cfg.train.seed = 0
+    return cfg.hash()
 
 
 def contrasts(table: pd.DataFrame) -> pd.DataFrame:
