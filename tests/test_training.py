@@ -9,13 +9,14 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from titn_core import storage, teacher_runs
+from titn_core import attention, storage, teacher_runs
 from titn_core import trainer as trainer_module
+from titn_core.attention import one_per_class
 from titn_core.config import validate
 from titn_core.data import load_arrays, make_splits, normalize
 from titn_core.errors import TITNError
 from titn_core.metrics import predict
-from titn_core.notebook import attention_of, one_per_class, per_class_report, saved_test_predictions
+from titn_core.notebook import attention_of, per_class_report, saved_test_predictions
 from titn_core.profiles import build_config
 from titn_core.teacher_runs import TEACHER_WEIGHTS, teacher_config
 from titn_core.trainer import build_model, evaluate_checkpoint, train
@@ -90,6 +91,19 @@ def test_attention_maps_come_from_the_checkpoint_else_from_results(smoke_config)
     (result.run_dir / "attention.npz").unlink()
     with pytest.raises(TITNError, match="neither a checkpoint nor"):
         attention_of(result, n_images=3)
+
+
+def test_a_finished_titn_saves_its_attention_maps_while_its_checkpoint_is_here(smoke_config):
+    """The maps outlive the checkpoint (checkpoints stay on the machine that trained): the trainer writes them at
+    the end of a run with an inner transformer, the ones the notebook would compute; a ViT has none to save."""
+    result = train(smoke_config())
+    saved_images, saved = attention.load(result.run_dir / attention.FILE)
+    (result.run_dir / attention.FILE).unlink()
+    images, maps = attention_of(result, n_images=attention.DEFAULT_IMAGES)  # recomputed from the checkpoint
+    assert torch.equal(saved_images, images) and torch.equal(saved.rollout, maps.rollout)
+    assert torch.equal(saved.inner, maps.inner)
+    vit = train(smoke_config(model="vit-smoke", overrides={"train.epochs": 1}))
+    assert not (vit.run_dir / attention.FILE).exists()
 
 
 def test_second_call_is_a_cache_hit(smoke_config):

@@ -18,7 +18,11 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from . import storage
+from .data import normalize
 from .model import TITN
+
+FILE = "attention.npz"  # in the run's results folder
+DEFAULT_IMAGES = 8  # what the trainer saves at the end of a run, and the attention notebook's default
 
 
 @dataclass
@@ -41,6 +45,23 @@ def attention_maps(model: TITN, images: Tensor) -> AttentionMaps:
         received = torch.stack([a.mean(1).mean(1) for a in feats.inner_attn], dim=1)  # (B*N, depth, m)
         inner = received.reshape(B, g, g, -1, s, s).permute(0, 3, 1, 4, 2, 5).reshape(B, -1, g * s, g * s)
     return AttentionMaps(cls_to_patches, rollout(outer, p).reshape(B, g, g), inner)
+
+
+def one_per_class(labels: Tensor, n: int) -> Tensor:
+    """Indices of n test images that cycle through the classes (the first image of class 0, 1, ..., then the second
+    of each): CIFAR-10's test split here is sorted by class, so its first n images would all be airplanes."""
+    classes = labels.unique()
+    per_class = [torch.nonzero(labels == c).flatten() for c in classes]
+    order = [idx[k] for k in range(max(len(i) for i in per_class)) for idx in per_class if k < len(idx)]
+    return torch.stack(order[:n])
+
+
+def save_test_maps(model: TITN, x_test: Tensor, y_test: Tensor, dataset: str, path: str | Path, n: int) -> tuple:
+    """Compute and save the maps of n test images, one per class in turn: (uint8 images, AttentionMaps)."""
+    images = x_test[one_per_class(y_test, n)]
+    maps = attention_maps(model, normalize(images, dataset))
+    save(path, images, maps)
+    return images, maps
 
 
 def save(path: str | Path, images: Tensor, maps: AttentionMaps) -> None:

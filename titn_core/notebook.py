@@ -13,7 +13,7 @@ import pandas as pd
 import torch
 
 from . import attention, storage
-from .data import load_arrays, make_splits, normalize
+from .data import load_arrays, make_splits
 from .errors import TITNError
 from .metrics import confusion_matrix, predict, top_classes
 from .trainer import PREDICTIONS_FILE, RunResult, autocast_factory, model_from_checkpoint, pick_device
@@ -82,16 +82,7 @@ def load_trained(run: RunResult, which: str = "last") -> torch.nn.Module:
     return model.eval()
 
 
-ATTENTION_FILE = "attention.npz"
-
-
-def one_per_class(labels: torch.Tensor, n: int) -> torch.Tensor:
-    """Indices of n test images that cycle through the classes (the first image of class 0, 1, ..., then the second
-    of each): CIFAR-10's test split here is sorted by class, so its first n images would all be airplanes."""
-    classes = labels.unique()
-    per_class = [torch.nonzero(labels == c).flatten() for c in classes]
-    order = [idx[k] for k in range(max(len(i) for i in per_class)) for idx in per_class if k < len(idx)]
-    return torch.stack(order[:n])
+ATTENTION_FILE = attention.FILE
 
 
 def attention_of(run: RunResult, n_images: int):
@@ -105,10 +96,7 @@ def attention_of(run: RunResult, n_images: int):
         raise TITNError(f"{run.run_id} has neither a checkpoint nor {saved}; retrain it with --force")
     cfg = run.config
     splits = make_splits(load_arrays(cfg.data.dataset, cfg.data.data_dir), cfg.data)
-    images = splits.x_test[one_per_class(splits.y_test, n_images)]
-    maps = attention.attention_maps(load_trained(run), normalize(images, cfg.data.dataset))
-    attention.save(saved, images, maps)
-    return images, maps
+    return attention.save_test_maps(load_trained(run), splits.x_test, splits.y_test, cfg.data.dataset, saved, n_images)
 
 
 def saved_test_predictions(run: RunResult) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:

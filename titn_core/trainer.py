@@ -21,7 +21,7 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from . import distributed, hardware, host_probe, storage
+from . import attention, distributed, hardware, host_probe, storage
 from .complexity import count_flops, count_params
 from .config import DistillConfig, RunConfig, kd_label, validate
 from .data import BatchAugment, Splits, batches, load_arrays, make_splits, normalize
@@ -442,12 +442,22 @@ def finish(run: Run, size: dict, env: dict) -> RunResult:
         logits = predict(run.model, run.splits.x_test, cfg.data.dataset, cfg.train.eval_batch_size, run.device,
                          run.autocast)  # fmt: skip
         storage.atomic_write_npz(run.run_dir / PREDICTIONS_FILE, top5=top_classes(logits).numpy())
+        if cfg.kind == "student" and cfg.model.inner:
+            save_attention_maps(run)
         if cfg.kind == "teacher":
             (run.run_dir / TEACHER_WEIGHTS).unlink(missing_ok=True)  # a retrained teacher replaces the old weights
             publish_teacher_weights(run.ckpt_dir, run.run_dir)
         storage.atomic_write_json(run.run_dir / "metrics.json", metrics)  # written last: its presence means complete
     ctx.barrier()
     return RunResult(run.run_id, run.run_dir, run.ckpt_dir, cfg, metrics, hist)
+
+
+def save_attention_maps(run: Run) -> None:
+    """The final model's attention maps of a few test images, saved while its checkpoint is on this machine: the
+    attention chapter and notebook draw them from results/ once the checkpoint is gone (checkpoints stay local)."""
+    model, cfg = model_from_checkpoint(storage.load_checkpoint(run.ckpt_dir / "last.pt"))
+    splits, path = run.splits, run.run_dir / attention.FILE
+    attention.save_test_maps(model, splits.x_test, splits.y_test, cfg.data.dataset, path, attention.DEFAULT_IMAGES)
 
 
 def final_metrics(run: Run, hist: pd.DataFrame, size: dict, env: dict) -> dict:
