@@ -81,7 +81,8 @@ def test_regularization_family_is_cumulative_and_pinned_against_a_change_of_the_
 
 
 def test_seed_gaps_pair_runs_that_differ_only_in_their_seed(tmp_path):
-    """Two seeds of one config are paired and their gap measured; a run with any other setting changed is not."""
+    """Two seeds of one config on the same data are paired and their gap measured; a run with any other setting
+    changed, on other data, or whose config is gone is not."""
     import json
 
     import pandas as pd
@@ -89,12 +90,16 @@ def test_seed_gaps_pair_runs_that_differ_only_in_their_seed(tmp_path):
     from titn_core.book_ablations import seed_gaps
 
     rows = []
-    for name, seed, lr, top1 in [("a", 0, 2e-3, 80.0), ("b", 1, 2e-3, 81.5), ("c", 1, 1e-3, 70.0)]:
+    runs = [("a", 0, 2e-3, "CIFAR-10", 80.0), ("b", 1, 2e-3, "CIFAR-10", 81.5), ("c", 1, 1e-3, "CIFAR-10", 70.0),
+            ("d", 1, 2e-3, "CIFAR-10 (JPEG-q75)", 60.0), ("e", 1, 2e-3, "CIFAR-10", 50.0)]  # fmt: skip
+    for name, seed, lr, variant, top1 in runs:
         cfg = build_config("cifar10", "cpu", kd="paper", overrides={"train.seed": seed, "train.lr": lr})
         (tmp_path / name).mkdir()
-        (tmp_path / name / "config.json").write_text(json.dumps({"config_hash": cfg.hash(), **cfg.to_dict()}))
-        rows.append({"path": str(tmp_path / name), "run_id": cfg.default_run_id(), "data_variant": "CIFAR-10",
-                     "epochs": cfg.train.epochs, "seed": seed, "test_top1": top1})  # fmt: skip
+        if name != "e":  # e's config.json is gone
+            (tmp_path / name / "config.json").write_text(json.dumps({"config_hash": cfg.hash(), **cfg.to_dict()}))
+        rows.append({"path": str(tmp_path / name), "run_id": cfg.default_run_id(), "dataset": "cifar10",
+                     "data_variant": variant, "epochs": cfg.train.epochs, "seed": seed, "test_top1": top1})  # fmt: skip
     gaps = seed_gaps(pd.DataFrame(rows))
     assert len(gaps) == 1 and gaps["seeds"].iloc[0] == "0, 1" and gaps["gap"].iloc[0] == 1.5
-    assert gaps["run"].iloc[0] == "student-cifar10-titn-tiny-kd_hard+feature-cpu"
+    assert gaps["run"].iloc[0].startswith("student-cifar10-titn-tiny-kd_hard+feature-cpu (")
+    assert seed_gaps(pd.DataFrame(rows).iloc[:0]).empty

@@ -146,12 +146,12 @@ def test_book_tables_come_from_results(smoke_plan):
     assert mnist["ours top-1"] == f"{student['test_top1']:.2f}" and mnist["paper top-1"] == 99.56
     assert "smoke profile" in mnist["budget"] and mnist["data"] == "MNIST (exact)"
     assert head[head["dataset"] == "CIFAR-100"].iloc[0]["ours top-1"] == "not run"
-    assert mnist["ours top-1, flip TTA"] == "-", "the smoke profile scores no test-time augmentation"
-    scored = runs.assign(test_top1_tta=runs["test_top1"] + 0.5)
-    flipped = book.headline(scored).set_index("dataset").loc["MNIST", "ours top-1, flip TTA"]
-    assert flipped == f"{student['test_top1'] + 0.5:.2f}", "a scored run's flip top-1 in a column of its own"
+    assert mnist["ours top-1 with TTA"] == "-", "the smoke profile scores no test-time augmentation"
+    scored = runs.assign(test_top1_tta=runs["test_top1"] + 0.5, tta="flip")
+    flipped = book.headline(scored).set_index("dataset").loc["MNIST", "ours top-1 with TTA"]
+    assert flipped == f"{student['test_top1'] + 0.5:.2f} (flip)", "a scored run's top-1 in a column of its own"
     roles = book.comparison(scored, "mnist")
-    assert (roles.loc[roles["test top-1"] != "not run yet", "top-1, flip TTA"] != "-").all()
+    assert roles.loc[roles["test top-1"] != "not run yet", "top-1 with TTA"].str.endswith("(flip)").all()
     table = book.comparison(runs, "cifar100")
     assert (table["test top-1"] == "not run yet").all(), "every role of a dataset without runs, with its command"
     assert table["command"].str.startswith("python -m titn_core").all()

@@ -22,7 +22,7 @@ from .data import normalize
 from .model import TITN
 
 FILE = "attention.npz"  # in the run's results folder
-DEFAULT_IMAGES = 8  # what the trainer saves at the end of a run, and the attention notebook's default
+DEFAULT_IMAGES = 8  # how many test images the trainer saves maps of at the end of a run
 
 
 @dataclass

@@ -90,24 +90,29 @@ def _variants_run(family: str, dataset: str, profile: str, ran) -> str:
 
 
 def seed_gaps(index: pd.DataFrame) -> pd.DataFrame:
-    """Runs that differ in nothing but their seed (equal config hashes once the seed is set aside), one row per such
-    set with the gap between its best and worst test top-1: how far the seed alone moved a result, the yardstick for
-    a margin measured on one seed."""
+    """Runs that differ in nothing but their seed (equal config hashes once the seed is set aside, on the same data),
+    one row per such set with the gap between its best and worst test top-1: how far the seed alone moved a result,
+    the yardstick for a margin measured on one seed."""
+    columns = ["run", "dataset", "data", "epochs", "seeds", "test top-1", "gap"]
+    if index.empty:
+        return pd.DataFrame(columns=columns)
     keyed = index.assign(setup=index["path"].map(_seedless_hash))
-    rows = [{"run": g["run_id"].iloc[0].rsplit("-s", 1)[0], "data": g["data_variant"].iloc[0],
-             "epochs": int(g["epochs"].iloc[0]), "seeds": ", ".join(str(int(s)) for s in sorted(g["seed"])),
-             "test top-1": mean_sd(g["test_top1"]), "gap": g["test_top1"].max() - g["test_top1"].min()}
-            for _, g in keyed.groupby("setup", sort=False) if g["seed"].nunique() > 1]  # fmt: skip
-    return pd.DataFrame(rows, columns=["run", "data", "epochs", "seeds", "test top-1", "gap"]).round(2)
+    rows = [{"run": f"{g['run_id'].iloc[0].rsplit('-s', 1)[0]} ({setup[:8]})", "dataset": g["dataset"].iloc[0],
+             "data": g["data_variant"].iloc[0], "epochs": int(g["epochs"].iloc[0]),
+             "seeds": ", ".join(str(int(s)) for s in sorted(g["seed"])), "test top-1": mean_sd(g["test_top1"]),
+             "gap": g["test_top1"].max() - g["test_top1"].min()}
+            for (setup, _), g in keyed.groupby(["setup", "data_variant"], sort=False, dropna=False)
+            if g["seed"].nunique() > 1]  # fmt: skip
+    return pd.DataFrame(rows, columns=columns).round(2)
 
 
 def _seedless_hash(run_dir: str) -> str:
-    """The run's config hash with its seed set to 0 (the run folder's config.json); a config this code can no longer
-    read keeps its folder as key, so it is never paired."""
-    saved = read_json(Path(run_dir) / "config.json")
+    """The run's config hash with its seed set to 0 (the run folder's config.json); a config that is missing or that
+    this code can no longer read keeps its folder as key, so it is never paired."""
     try:
+        saved = read_json(Path(run_dir) / "config.json")
         cfg = RunConfig.from_dict({k: v for k, v in saved.items() if k in RunConfig.__dataclass_fields__})
-    except TypeError:
+    except (OSError, TypeError, ValueError, TITNError):
         return str(run_dir)
     cfg.train.seed = 0
     return cfg.hash()

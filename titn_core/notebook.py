@@ -82,13 +82,10 @@ def load_trained(run: RunResult, which: str = "last") -> torch.nn.Module:
     return model.eval()
 
 
-ATTENTION_FILE = attention.FILE
-
-
 def attention_of(run: RunResult, n_images: int):
     """(uint8 test images, AttentionMaps) of the run's final model: computed from its checkpoint and saved into
     results/ when the checkpoint is here; otherwise the saved maps (a clean checkout has results, no checkpoints)."""
-    saved = Path(run.run_dir) / ATTENTION_FILE
+    saved = Path(run.run_dir) / attention.FILE
     if not (Path(run.checkpoint_dir) / "last.pt").exists():
         if saved.exists():
             print(f"no checkpoint for {run.run_id} here; showing the maps saved in {saved}")
