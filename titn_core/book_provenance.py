@@ -56,13 +56,13 @@ def budget_gap() -> pd.DataFrame:
 
     rows = []
     for profile in ("cpu", "paper"):
-        configs = [build_config(dataset, profile, kd="paper") for dataset in DATASET_TITLES]
-        cifar = build_config("cifar10", profile, kd="paper")
+        configs = {dataset: build_config(dataset, profile, kd="paper") for dataset in DATASET_TITLES}
+        cifar = configs["cifar10"]
         rows.append({"profile": profile, "student": cifar.model.preset,
                      "params (M)": round(count_params(build_model(cifar)) / 1e6, 2),
-                     "epochs (MNIST / CIFAR-10 / CIFAR-100)": " / ".join(str(c.train.epochs) for c in configs),
+                     "epochs (MNIST / CIFAR-10 / CIFAR-100)": " / ".join(str(c.train.epochs) for c in configs.values()),
                      "CIFAR augmentation": _augmentation(cifar.data),
-                     "teachers": " / ".join(c.distill.teacher for c in configs)})  # fmt: skip
+                     "teachers": " / ".join(c.distill.teacher for c in configs.values())})  # fmt: skip
     return pd.DataFrame(rows)
 
 
