@@ -103,3 +103,27 @@ def test_seed_gaps_pair_runs_that_differ_only_in_their_seed(tmp_path):
     assert len(gaps) == 1 and gaps["seeds"].iloc[0] == "0, 1" and gaps["gap"].iloc[0] == 1.5
     assert gaps["run"].iloc[0].startswith("student-cifar10-titn-tiny-kd_hard+feature-cpu (")
     assert seed_gaps(pd.DataFrame(rows).iloc[:0]).empty
+
+
+def test_regulariser_adoption_applies_the_rule_and_reads_the_profile(monkeypatch):
+    """A margin above the seed gap says adopt, one below keeps the recipe before, a variant not yet run says nothing;
+    the profile column reads the distilled config, so adopting MixUp/CutMix there flips it."""
+    import pandas as pd
+
+    from titn_core import book_ablations, profiles
+
+    labels = [label for label, _, _ in FAMILIES["regularization"]]
+    table = pd.DataFrame({"family": "regularization", "dataset": "cifar10", "profile": "cpu", "seed": 0,
+                          "variant": labels[:3], "test_top1": [87.0, 89.0, 89.5]})  # fmt: skip
+    verdicts = book_ablations.regulariser_adoption(table, gap=1.0)
+    assert list(verdicts["regulariser"]) == labels[1:]
+    assert list(verdicts["margin"].iloc[:2]) == [2.0, 0.5] and pd.isna(verdicts["margin"].iloc[2])
+    assert list(verdicts["rule says"]) == ["adopt", "keep the recipe before", "-"]
+    assert set(verdicts["in the cpu profile"]) == {"no"}
+
+    def with_mixing(*args, overrides=None, **kwargs):
+        mixing = {"data.mixup_alpha": 0.8, "data.cutmix_alpha": 1.0}
+        return profiles.build_config(*args, overrides={**mixing, **(overrides or {})}, **kwargs)
+
+    monkeypatch.setattr(book_ablations, "build_config", with_mixing)
+    assert list(book_ablations.regulariser_adoption(table, gap=1.0)["in the cpu profile"]) == ["yes", "no", "no"]

@@ -6,15 +6,17 @@ ViT; data: KD minus no KD per training-set size), and whether the datasets agree
 
 from __future__ import annotations
 
+from itertools import pairwise
 from pathlib import Path
 
 import pandas as pd
 
-from .ablations import CONTRASTS, family_configs
+from .ablations import CONTRASTS, FAMILIES, family_configs
 from .book import DATASET_TITLES, mean_sd, results_dir, yes_no
 from .config import RunConfig
 from .errors import TITNError
 from .experiments import ROOT, load_plan
+from .profiles import build_config
 from .results import history
 from .storage import read_json
 
@@ -129,6 +131,31 @@ def contrasts(table: pd.DataFrame) -> pd.DataFrame:
                   "control": f"{b}: {mean_sd(top1[b])}", "runs": f"{len(top1[a])} vs {len(top1[b])}"}
                  for when, (a, b) in pairs.items() if a in top1 and b in top1]  # fmt: skip
     return pd.DataFrame(rows).round(2)
+
+
+def regulariser_adoption(table: pd.DataFrame, gap: float | None, dataset: str = "cifar10", profile: str = "cpu"):
+    """Each regulariser of the cumulative family against the pre-registered rule (adopt when its one-seed margin over
+    the recipe before it exceeds `gap`, the widest seed gap) and whether the profile's distilled run has it today:
+    the chapter's check that the profile follows its own rule."""
+    rows = table[(table["family"] == "regularization") & (table["dataset"] == dataset) & (table["profile"] == profile)]
+    top1 = rows.groupby("variant")["test_top1"].mean()
+    main = build_config(dataset, profile, kd="paper")
+    out = []
+    for (before, _, pinned_before), (label, _, pinned) in pairwise(FAMILIES["regularization"]):
+        added = {key: value for key, value in pinned.items() if pinned_before.get(key) != value}
+        ran = label in top1 and before in top1
+        margin = top1[label] - top1[before] if ran else float("nan")
+        rule = "-" if not ran or gap is None else ("adopt" if margin > gap else "keep the recipe before")
+        has = all(_setting(main, key) == value for key, value in added.items())
+        out.append({"regulariser": label, "margin": margin, "seed gap": gap, "rule says": rule,
+                    f"in the {profile} profile": yes_no(has)})  # fmt: skip
+    return pd.DataFrame(out).round(2)
+
+
+def _setting(cfg: RunConfig, key: str):
+    """A config value by its override key, e.g. "data.mixup_alpha"."""
+    section, name = key.split(".")
+    return getattr(getattr(cfg, section), name)
 
 
 def teacher_mix(rows: pd.DataFrame, index: pd.DataFrame) -> pd.DataFrame:
