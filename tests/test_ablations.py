@@ -125,5 +125,26 @@ def test_regulariser_adoption_applies_the_rule_and_reads_the_profile(monkeypatch
         mixing = {"data.mixup_alpha": 0.8, "data.cutmix_alpha": 1.0}
         return profiles.build_config(*args, overrides={**mixing, **(overrides or {})}, **kwargs)
 
+    assert book_ablations.adopted_regularisers(table) == []
     monkeypatch.setattr(book_ablations, "build_config", with_mixing)
     assert list(book_ablations.regulariser_adoption(table, gap=1.0)["in the cpu profile"]) == ["yes", "no", "no"]
+    assert book_ablations.adopted_regularisers(table) == ["MixUp 0.8 / CutMix 1.0"]
+
+
+def test_unregularised_fit_reads_the_last_epoch_of_the_family_reference(tmp_path, monkeypatch):
+    import pandas as pd
+
+    from titn_core import book_ablations
+
+    labels = [label for label, _, _ in FAMILIES["regularization"]]
+    table = pd.DataFrame({"family": "regularization", "dataset": "cifar10", "profile": "cpu", "seed": 0,
+                          "variant": labels[:2], "run_id": ["plain", "mixed"], "test_top1": [87.0, 89.0]})  # fmt: skip
+    monkeypatch.setattr(book_ablations, "results_dir", lambda: tmp_path)
+    assert book_ablations.unregularised_fit(table) is None, "its run is not in results/"
+    (tmp_path / "plain").mkdir()
+    pd.DataFrame({"epoch": [1, 2], "train_top1": [50.0, 99.5], "test_top1": [48.0, 87.0]}).to_csv(
+        tmp_path / "plain" / "history.csv", index=False
+    )
+    last = book_ablations.unregularised_fit(table)
+    assert (last["train_top1"], last["test_top1"]) == (99.5, 87.0)
+    assert book_ablations.unregularised_fit(table.iloc[1:]) is None, "no reference variant"

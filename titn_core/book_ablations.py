@@ -152,6 +152,24 @@ def regulariser_adoption(table: pd.DataFrame, gap: float | None, dataset: str = 
     return pd.DataFrame(out).round(2)
 
 
+def unregularised_fit(table: pd.DataFrame, dataset: str = "cifar10", profile: str = "cpu") -> pd.Series | None:
+    """The last epoch of the regularization family's first variant (the recipe without any regulariser): its train
+    against test top-1 is the overfitting the family was run against. None until that run is in results/."""
+    rows = table[(table["family"] == "regularization") & (table["dataset"] == dataset) & (table["profile"] == profile)]
+    first = rows[rows["variant"] == FAMILIES["regularization"][0][0]]
+    run_dir = results_dir() / str(first["run_id"].iloc[0]) if len(first) else None
+    return history(run_dir).iloc[-1] if run_dir and (run_dir / "history.csv").exists() else None
+
+
+def adopted_regularisers(table: pd.DataFrame, dataset: str = "cifar10", profile: str = "cpu") -> list[str]:
+    """The regularisers the profile's distilled run has today, as the family labels them."""
+    verdicts = regulariser_adoption(table, None, dataset, profile)
+    return [
+        label.removeprefix("+ ")
+        for label in verdicts.loc[verdicts[f"in the {profile} profile"] == "yes", "regulariser"]
+    ]
+
+
 def _setting(cfg: RunConfig, key: str):
     """A config value by its override key, e.g. "data.mixup_alpha"."""
     section, name = key.split(".")
