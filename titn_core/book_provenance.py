@@ -42,7 +42,7 @@ def profile_table() -> pd.DataFrame:
                          "student": f"{m.preset}: patch {m.patch_size}, word {m.word_size}, d={m.outer_dim}, "
                                     f"c={m.inner_dim}, depth {m.depth}, heads {m.outer_heads}/{m.inner_heads}",
                          "epochs": s.train.epochs, "batch": s.train.batch_size, "lr (AdamW)": s.train.lr,
-                         "precision": precision, "augmentation": _augmentation(s.data),
+                         "precision": precision, "augmentation": augmentation(s.data),
                          "train images": _training_images(s.data),
                          "teacher": teacher})  # fmt: skip
     return pd.DataFrame(rows)
@@ -61,12 +61,13 @@ def budget_gap() -> pd.DataFrame:
         rows.append({"profile": profile, "student": cifar.model.preset,
                      "params (M)": round(count_params(build_model(cifar)) / 1e6, 2),
                      "epochs (MNIST / CIFAR-10 / CIFAR-100)": " / ".join(str(c.train.epochs) for c in configs.values()),
-                     "CIFAR augmentation": _augmentation(cifar.data),
+                     "CIFAR augmentation": augmentation(cifar.data),
                      "teachers": " / ".join(c.distill.teacher for c in configs.values())})  # fmt: skip
     return pd.DataFrame(rows)
 
 
-def _augmentation(d) -> str:
+def augmentation(d) -> str:
+    """A data config's augmentation and label smoothing in a few words, as the tables and chapters name a recipe."""
     aug = [f"crop±{d.crop_padding}"] + ["flip"] * d.flip + ["RandAugment"] * d.randaugment
     aug += [f"mixup {d.mixup_alpha}"] * bool(d.mixup_alpha) + [f"cutmix {d.cutmix_alpha}"] * bool(d.cutmix_alpha)
     return ", ".join(aug + [f"label smoothing {d.label_smoothing}"] * bool(d.label_smoothing))
