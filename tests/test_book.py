@@ -140,9 +140,9 @@ def test_book_tables_come_from_results(smoke_plan):
     where, _ = smoke_plan
     runs = book.main_runs(results.load(where["results_dir"]))
     head = book.headline(runs)
-    assert {"teacher", "TITN + KD (paper's terms)", "TITN (no KD)"} <= set(runs["role"])
+    assert {"teacher", "TITN + KD (hard + feature)", "TITN (no KD)"} <= set(runs["role"])
     mnist = head[head["dataset"] == "MNIST"].iloc[0]
-    student = runs[runs["role"] == "TITN + KD (paper's terms)"].iloc[0]
+    student = runs[runs["role"] == "TITN + KD (hard + feature)"].iloc[0]
     assert mnist["ours top-1"] == f"{student['test_top1']:.2f}" and mnist["paper top-1"] == 99.56
     assert "smoke profile" in mnist["budget"] and mnist["data"] == "MNIST (exact)"
     assert head[head["dataset"] == "CIFAR-100"].iloc[0]["ours top-1"] == "not run"
@@ -160,15 +160,17 @@ def test_book_tables_come_from_results(smoke_plan):
 def test_schedules_set_the_ablations_shorter_runs_beside_the_main_ones(smoke_plan):
     where, _ = smoke_plan
     table = book.schedules(results.load(where["results_dir"]), "mnist", "smoke")
-    student = table[table["role"] == "TITN + KD (paper's terms)"]
+    student = table[table["role"] == "TITN + KD (hard + feature)"]
     assert list(student["epochs"]) == [1, 3], "the inner ablation's 1-epoch run and the 3-epoch main run"
-    assert set(table["role"]) == {"TITN + KD (paper's terms)", "TITN (no KD)"}, "the ViT ablation variant is not the ViT role"
+    assert set(table["role"]) == {"TITN + KD (hard + feature)", "TITN (no KD)"}, (
+        "the ViT ablation variant is not the ViT role"
+    )
     assert (table["train s/epoch (median)"] > 0).all(), "each schedule's typical epoch, beside its total hours"
 
 
 def test_role_means_give_every_role_and_nan_for_one_not_run():
     shown = pd.DataFrame(
-        {"role": ["TITN + KD (paper's terms)", "TITN (no KD)", "TITN (no KD)"], "test_top1": [80.0, 74.0, 76.0],
+        {"role": ["TITN + KD (hard + feature)", "TITN (no KD)", "TITN (no KD)"], "test_top1": [80.0, 74.0, 76.0],
          "wall_seconds": [3600.0, 7200.0, 3600.0]}
     )  # fmt: skip
     means = book.role_means(shown)
@@ -223,7 +225,7 @@ def test_cpu_targets_say_met_or_not_by_how_much_and_flag_overlong_runs(tmp_path,
     (tmp_path / "benchmarks").mkdir()
     (tmp_path / "benchmarks" / reference_machine.REFERENCE_RECORDS["bf16"]).write_text('{"matmul_peak_flops": 800e9}')
     runs = pd.DataFrame(  # CIFAR-100: 4 h on a host half as fast as the reference machine is 2 h there
-        {"role": "TITN + KD (paper's terms)", "dataset": ["mnist", "cifar10", "cifar100"], "profile": "cpu", "seed": 0,
+        {"role": "TITN + KD (hard + feature)", "dataset": ["mnist", "cifar10", "cifar100"], "profile": "cpu", "seed": 0,
          "test_top1": [99.7, 80.0, 60.0], "wall_seconds": [3600.0, 4 * 3600.0, 4 * 3600.0],
          "speed_gflops": [None, None, 400.0], "speed_precision": [None, None, "bf16"], "device": "cpu"}
     )  # fmt: skip
@@ -246,7 +248,7 @@ def test_cpu_targets_project_a_run_that_shared_its_cores_from_its_median_epoch(t
         run_dir / "history.csv", index=False
     )
     runs = pd.DataFrame(
-        {"role": "TITN + KD (paper's terms)", "dataset": ["cifar10"], "profile": "cpu", "seed": 0, "test_top1": [90.0],
+        {"role": "TITN + KD (hard + feature)", "dataset": ["cifar10"], "profile": "cpu", "seed": 0, "test_top1": [90.0],
          "wall_seconds": [14400.0], "speed_gflops": [400.0], "speed_precision": ["bf16"], "device": "cpu",
          "path": [str(run_dir)]}
     )  # fmt: skip
@@ -286,7 +288,7 @@ def test_scale_table_sets_our_students_compute_beside_the_published_recipes_and_
     seeds, one row per role and dataset; the paper's row has its top-1 and no compute; teachers stay out."""
     from titn_core import book_budget, paper
 
-    student = {"dataset": "cifar10", "profile": "cpu", "role": "TITN + KD (paper's terms)", "flops": 200e6,
+    student = {"dataset": "cifar10", "profile": "cpu", "role": "TITN + KD (hard + feature)", "flops": 200e6,
                "train_images": 45_000, "epochs": 80, "params": 1.4e6}  # fmt: skip
     runs = pd.DataFrame([student | {"test_top1": 87.0}, student | {"test_top1": 88.0},
                          student | {"role": "teacher", "test_top1": 94.0}])  # fmt: skip
@@ -294,7 +296,7 @@ def test_scale_table_sets_our_students_compute_beside_the_published_recipes_and_
     lite = table.loc[("CIFAR-10", "ViT-Lite-7/4")]
     assert lite["training PFLOPs"] == round(3 * 2 * 0.239e9 * 50_000 * 200 / 1e15, 1)
     assert lite["test top-1"] == paper.PUBLISHED_SMALL_TRANSFORMERS[0]["cifar10"]
-    ours = table.loc[("CIFAR-10", "TITN + KD (paper's terms)")]
+    ours = table.loc[("CIFAR-10", "TITN + KD (hard + feature)")]
     assert (ours["training PFLOPs"], ours["test top-1"], ours["epochs"]) == (2.2, 87.5, 80)
     assert ours["source"] == "this book, cpu profile (2 runs)"
     assert table.loc[("CIFAR-100", "TITN + KD"), "training PFLOPs"] == "-", "the paper reports no compute"
@@ -430,10 +432,10 @@ def test_inner_cost_estimate_prices_the_inner_transformer_at_the_outers_rates(tm
 
 def test_transfer_measures_how_much_of_the_teachers_lead_distillation_closed():
     classes = pd.DataFrame(
-        {"class": ["a", "b", "c"], "TITN + KD (paper's terms)": [80.0, 70.0, 90.0], "TITN (no KD)": [70.0, 68.0, 89.0],
+        {"class": ["a", "b", "c"], "TITN + KD (hard + feature)": [80.0, 70.0, 90.0], "TITN (no KD)": [70.0, 68.0, 89.0],
          "teacher": [90.0, 72.0, 91.0]}
     )  # fmt: skip
-    classes["KD gain"] = classes["TITN + KD (paper's terms)"] - classes["TITN (no KD)"]
+    classes["KD gain"] = classes["TITN + KD (hard + feature)"] - classes["TITN (no KD)"]
     numbers = book.transfer(classes)
     assert numbers["r"] == pytest.approx(1.0) and numbers["closed %"] == 50 and numbers["classes"] == 3  # 13 of 26
     assert np.isnan(book.transfer(classes.drop(columns="teacher"))["r"])
@@ -700,7 +702,9 @@ def test_dataset_chapter_has_figures_and_the_comparison_table(built_book):
     html = (built_book / "book" / "mnist.html").read_text()
     assert html.count("<img") >= 3, "bars, curves and confusion matrix"
     table = html[html.index("<table") : html.index("</table>")]
-    assert "<th" in table and all(f">{role}<" in table for role in ("TITN + KD (paper's terms)", "TITN (no KD)", "teacher"))
+    assert "<th" in table and all(
+        f">{role}<" in table for role in ("TITN + KD (hard + feature)", "TITN (no KD)", "teacher")
+    )
     assert "Counting its teacher, the distilled student cost" in html, "distillation priced with the teacher's hours"
     assert "agrees with teacher (%)" in html and "KD gain" in html, "fidelity and per-class tables"
     assert html.count('class="pasted-text"') >= 10, "the prose's numbers are glued from the results"

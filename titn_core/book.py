@@ -25,12 +25,12 @@ from .trainer import PREDICTIONS_FILE  # noqa: E402
 DATASET_TITLES = {"mnist": "MNIST", "cifar10": "CIFAR-10", "cifar100": "CIFAR-100"}
 PROFILE_PREFERENCE = ("paper", "cpu", "smoke")  # the book shows the largest budget that has a distilled TITN
 ROLES = {  # role -> (notebook parameters of the run that plays it)
-    "TITN + KD (paper's terms)": {"kd": "paper"},
+    "TITN + KD (hard + feature)": {"kd": "paper"},  # the paper's terms, our reading: distillation token + feature
     "TITN (no KD)": {"kd": "none"},
     "ViT (no KD)": {"kd": "none", "model": "vit"},  # the plain-ViT twin of the profile's TITN preset
     "teacher": None,
 }
-STUDENT = "TITN + KD (paper's terms)"
+STUDENT = "TITN + KD (hard + feature)"
 
 
 def results_dir() -> Path:
