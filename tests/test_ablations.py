@@ -46,15 +46,25 @@ def test_cpu_profile_reads_fastcnn_features_from_the_stage_the_recipe_family_cho
     assert (paper.distill.teacher_layer, layer2.distill.teacher_layer) == ("layer3", "layer2")
 
 
-def test_regularization_family_reuses_the_main_distilled_run_as_its_reference():
-    runs = dict(family_configs("regularization", "cifar10", "cpu"))
+def test_the_main_distilled_run_is_the_regularization_variant_with_the_regularisers_the_profile_adopted():
+    from titn_core.profiles import CPU_CIFAR_REGULARISERS
+
+    runs = family_configs("regularization", "cifar10", "cpu")
     main = build_config("cifar10", "cpu", kd="paper")
-    reference = runs.pop("no regulariser")
-    assert reference.hash() == main.hash(), "same schedule and scoring: the main run is not trained twice"
-    assert {cfg.train.epochs for cfg in runs.values()} == {main.train.epochs}
-    assert {cfg.train.tta for cfg in runs.values()} == {"flip"}, "scored like the main runs"
-    mixed = runs["+ MixUp 0.8 / CutMix 1.0"]
+    same = [cfg for _, cfg in runs if cfg.hash() == main.hash()]
+    assert len(same) == 1, "same schedule and scoring: the main run is not trained twice"
+    assert {key: getattr(same[0].data, key) for key in CPU_CIFAR_REGULARISERS} == CPU_CIFAR_REGULARISERS
+    assert {cfg.train.epochs for _, cfg in runs} == {main.train.epochs}
+    assert {cfg.train.tta for _, cfg in runs} == {"flip"}, "scored like the main runs"
+    mixed = dict(runs)["+ MixUp 0.8 / CutMix 1.0"]
     assert (mixed.data.mixup_alpha, mixed.data.cutmix_alpha, mixed.distill.teacher_targets) == (0.8, 1.0, "online")
+
+
+def test_only_cifar_students_take_the_adopted_regularisers():
+    teacher = build_config("cifar10", "cpu", kind="teacher")
+    mnist = build_config("mnist", "cpu", kd="paper")
+    assert (teacher.data.mixup_alpha, mnist.data.mixup_alpha, mnist.data.cutmix_alpha) == (0.0, 0.0, 0.0)
+    assert build_config("cifar100", "cpu", kd="none").data.cutmix_alpha > 0, "CIFAR-100 inherits CIFAR-10's verdict"
 
 
 def test_regularization_family_is_cumulative_and_pinned_against_a_change_of_the_profile(monkeypatch):
@@ -115,18 +125,20 @@ def test_regulariser_adoption_applies_the_rule_and_reads_the_profile(monkeypatch
     labels = [label for label, _, _ in FAMILIES["regularization"]]
     table = pd.DataFrame({"family": "regularization", "dataset": "cifar10", "profile": "cpu", "seed": 0,
                           "variant": labels[:3], "test_top1": [87.0, 89.0, 89.5]})  # fmt: skip
+
+    def profile_with(mixup_alpha, cutmix_alpha):  # the cpu profile with MixUp/CutMix set as given
+        mixing = {"data.mixup_alpha": mixup_alpha, "data.cutmix_alpha": cutmix_alpha}
+        return lambda *args, overrides=None, **kwargs: profiles.build_config(
+            *args, overrides={**mixing, **(overrides or {})}, **kwargs
+        )
+
+    monkeypatch.setattr(book_ablations, "build_config", profile_with(0.0, 0.0))
     verdicts = book_ablations.regulariser_adoption(table, gap=1.0)
     assert list(verdicts["regulariser"]) == labels[1:]
     assert list(verdicts["margin"].iloc[:2]) == [2.0, 0.5] and pd.isna(verdicts["margin"].iloc[2])
     assert list(verdicts["rule says"]) == ["adopt", "keep the recipe before", "-"]
-    assert set(verdicts["in the cpu profile"]) == {"no"}
-
-    def with_mixing(*args, overrides=None, **kwargs):
-        mixing = {"data.mixup_alpha": 0.8, "data.cutmix_alpha": 1.0}
-        return profiles.build_config(*args, overrides={**mixing, **(overrides or {})}, **kwargs)
-
-    assert book_ablations.adopted_regularisers(table) == []
-    monkeypatch.setattr(book_ablations, "build_config", with_mixing)
+    assert set(verdicts["in the cpu profile"]) == {"no"} and book_ablations.adopted_regularisers(table) == []
+    monkeypatch.setattr(book_ablations, "build_config", profile_with(0.8, 1.0))
     assert list(book_ablations.regulariser_adoption(table, gap=1.0)["in the cpu profile"]) == ["yes", "no", "no"]
     assert book_ablations.adopted_regularisers(table) == ["MixUp 0.8 / CutMix 1.0"]
 
