@@ -137,8 +137,7 @@ def regulariser_adoption(table: pd.DataFrame, gap: float | None, dataset: str = 
     """Each regulariser of the cumulative family against the pre-registered rule (adopt when its one-seed margin over
     the recipe before it exceeds `gap`, the widest seed gap) and whether the profile's distilled run has it today:
     the chapter's check that the profile follows its own rule."""
-    rows = table[(table["family"] == "regularization") & (table["dataset"] == dataset) & (table["profile"] == profile)]
-    top1 = rows.groupby("variant")["test_top1"].mean()
+    top1 = _regularization_rows(table, dataset, profile).groupby("variant")["test_top1"].mean()
     main = build_config(dataset, profile, kd="paper")
     out = []
     for (before, _, pinned_before), (label, _, pinned) in pairwise(FAMILIES["regularization"]):
@@ -155,7 +154,7 @@ def regulariser_adoption(table: pd.DataFrame, gap: float | None, dataset: str = 
 def unregularised_fit(table: pd.DataFrame, dataset: str = "cifar10", profile: str = "cpu") -> pd.Series | None:
     """The last epoch of the regularization family's first variant (the recipe without any regulariser): its train
     against test top-1 is the overfitting the family was run against. None until that run is in results/."""
-    rows = table[(table["family"] == "regularization") & (table["dataset"] == dataset) & (table["profile"] == profile)]
+    rows = _regularization_rows(table, dataset, profile)
     first = rows[rows["variant"] == FAMILIES["regularization"][0][0]]
     run_dir = results_dir() / str(first["run_id"].iloc[0]) if len(first) else None
     return history(run_dir).iloc[-1] if run_dir and (run_dir / "history.csv").exists() else None
@@ -168,6 +167,11 @@ def adopted_regularisers(table: pd.DataFrame, dataset: str = "cifar10", profile:
         label.removeprefix("+ ")
         for label in verdicts.loc[verdicts[f"in the {profile} profile"] == "yes", "regulariser"]
     ]
+
+
+def _regularization_rows(table: pd.DataFrame, dataset: str, profile: str) -> pd.DataFrame:
+    """The regularization family's rows of one dataset and profile."""
+    return table[(table["family"] == "regularization") & (table["dataset"] == dataset) & (table["profile"] == profile)]
 
 
 def _setting(cfg: RunConfig, key: str):
