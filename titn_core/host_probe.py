@@ -1,8 +1,8 @@
 """How fast this host trains the project's own workload, so hours measured here convert to the reference machine's.
 
 Why not the matmul peak alone: across the 2-core EPYC hosts it tracked training speed (fastcnn trained 2.3x slower
-on a host whose bf16 matmuls were 2.2x slower), but a 2-core AMX Xeon had the reference machine's bf16 matmul peak
-and trained TITN-tiny at half its speed, no faster than the EPYC hosts
+on a host whose bf16 matmuls were 2.2x slower), but a 2-core AMX Xeon measured the reference machine's bf16 matmul
+peak or up to about twice it and trained TITN-tiny at about half its speed, no faster than the EPYC hosts
 (results/benchmarks/throughput-*-intel-xeon-amx_bf16.json): small matmuls, norms and elementwise work do not gain
 from AMX. The probe times what the reference machine's benchmark records hold for it:
 TITN-tiny, eager, one training step (forward, cross-entropy, backward, fused AdamW) at batch 128 on 32x32 RGB.

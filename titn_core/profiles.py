@@ -77,6 +77,8 @@ def distill_preset(kd: str, teacher: str) -> DistillConfig:
 # with the fastcnn teacher online on a host with 2.2x slower matmuls (402 GFLOP/s), i.e. ~450 at reference speed, so
 # an epoch of 45,000 images plus its evaluation takes ~115 s there: 80 epochs ~2.6 h. The teacher's forward is ~10 s
 # of that epoch (online minus cached targets); CIFAR-100's 2.6x costlier fastcnn-wide makes it ~26: 70 epochs ~2.6 h.
+# Measured since, with the MixUp/CutMix the profile adopted: run 7cf22a99's median epoch x 80 is ~2.9 h at reference
+# speed (book_budget.typical_wall_seconds).
 # (The earlier recipe ran 30; it stays reachable as a shorter schedule, `--epochs 30`.)
 CPU_STUDENT_EPOCHS = {"mnist": 12, "cifar10": 80, "cifar100": 70}
 
@@ -129,8 +131,8 @@ FASTCNN_RECIPE = {
                   schedule="linear", min_lr_ratio=0.07, norm_bias_lr_scale=64.0, grad_clip=0.0, lookahead_every=5,
                   tta="flip+shift", eval_batch_size=1000),
 }  # fmt: skip
-# cpu: what an hour of 2 EPYC cores buys (benchmarks/teacher_throughput.py projects it): fastcnn 16 epochs in ~0.5 h,
-# the 2.6x costlier fastcnn-wide 12 epochs in ~0.9 h
+# cpu: what an hour of 2 EPYC cores buys (benchmarks/teacher_throughput.py projects it): fastcnn 16 epochs in ~0.5 h
+# (seed 1 took 0.52 h), the 2.6x costlier fastcnn-wide 12 epochs in ~0.9 h (its run took 1.09 h wall)
 FASTCNN_WARMUP_SHARE = 0.23  # of the run's epochs, as airbench94 warms up
 FASTCNN_EPOCHS = {"cpu": {"mnist": 8, "cifar10": 16, "cifar100": 12}, "smoke": 1, "paper": 40}
 

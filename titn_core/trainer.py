@@ -122,8 +122,8 @@ class TrainStep(nn.Module):
 
 def _epoch_seeds(seed: int, epoch: int) -> tuple[int, int]:
     """(global, data) seeds of an epoch. The data stream (order, crops, flips) keeps the seeds every committed run
-    used; the global one (DropPath, RandAugment, MixUp/CutMix: none of them in the cpu profile) is offset so it never
-    replays another epoch's data stream, as it did while it was the next epoch's data seed."""
+    used; the global one (DropPath, RandAugment, MixUp/CutMix, which the cpu profile's CIFAR students use) is offset
+    so it never replays another epoch's data stream, as it did while it was the next epoch's data seed."""
     data = seed * 1_000_003 + epoch + 1
     return data + 2**40, data
 
