@@ -60,6 +60,23 @@ def test_the_main_distilled_run_is_the_regularization_variant_with_the_regularis
     assert (mixed.data.mixup_alpha, mixed.data.cutmix_alpha, mixed.distill.teacher_targets) == (0.8, 1.0, "online")
 
 
+def test_teacher_epochs_family_reuses_the_main_run_and_trains_a_longer_teacher_of_its_own():
+    from titn_core.ablations import TEACHER_EPOCHS_LONGER
+    from titn_core.experiments import teacher_run_config
+    from titn_core.profiles import FASTCNN_WARMUP_SHARE
+    from titn_core.teacher_runs import teacher_config
+
+    (_, profiles), (_, longer) = family_configs("teacher-epochs", "cifar100", "cpu")
+    assert profiles.hash() == build_config("cifar100", "cpu", kd="paper").hash(), "the main distilled run, reused"
+    assert teacher_config(profiles).hash() == teacher_run_config(dataset="cifar100", profile="cpu").hash()
+    teacher = teacher_config(longer)
+    assert (teacher.train.epochs, teacher.train.warmup_epochs) == (
+        TEACHER_EPOCHS_LONGER, FASTCNN_WARMUP_SHARE * TEACHER_EPOCHS_LONGER,
+    ), "the teacher's recipe, only longer: its warm-up follows the epochs"  # fmt: skip
+    assert teacher.hash() != teacher_config(profiles).hash(), "a teacher run of its own, never the profile's"
+    assert longer.train.epochs == profiles.train.epochs, "the student's schedule is the main runs'"
+
+
 def test_only_cifar_students_take_the_adopted_regularisers():
     teacher = build_config("cifar10", "cpu", kind="teacher")
     mnist = build_config("mnist", "cpu", kd="paper")

@@ -545,6 +545,13 @@ def test_teacher_mix_names_the_variants_of_each_teacher_checkpoint():
     index["teacher"] = ["resnet-small", "resnet18", "resnet-small", None]
     index["teacher_test_top1"] = [99.62, 99.7, 99.62, None]
     assert ab.teacher_mix(rows, index).empty, "the teacher family compares different teachers on purpose"
+    index["teacher"] = ["fastcnn-wide"] * 3 + [None]
+    index["teacher_run_id"] = ["teacher-12-ep", "teacher-24-ep", "teacher-12-ep", None]
+    assert ab.teacher_mix(rows, index).empty, "teacher-epochs: two runs of one architecture, on purpose"
+    index["teacher_test_top1"] = [99.62, 99.7, 99.5, None]
+    assert ab.teacher_mix(rows, index).values.tolist() == [
+        ["fastcnn-wide", 99.5, "T=8"], ["fastcnn-wide", 99.62, "T=1"],
+    ], "one teacher run retrained between variants is still shown"  # fmt: skip
 
 
 def test_every_contrast_pairs_variants_of_its_family():

@@ -34,6 +34,12 @@ from titn_core.trainer import pick_device, train
         (dict(overrides={"distill.feature_loss": "l1"}), "feature_loss must be one of mse, cosine"),
         (dict(teacher="resnet-small", kd="feature", overrides={"model.distill_token": True}), "train its head"),
         (dict(overrides={"distill.teacher_checkpoint": "t.pt"}), "--teacher-checkpoint needs --teacher"),
+        (dict(overrides={"distill.teacher_epochs": 24}), "teacher_epochs=24 picks how long"),
+        (dict(kd="paper", overrides={"distill.teacher_epochs": 0}), "give a positive number"),
+        (
+            dict(kd="paper", overrides={"distill.teacher_epochs": 24, "distill.teacher_checkpoint": "t.pt"}),
+            "no --teacher-checkpoint",
+        ),
     ],
 )
 def test_bad_config_is_rejected_with_a_clear_message(kwargs, message):

@@ -65,6 +65,9 @@ class DistillConfig:
     # training image (averaged with the mirror image's where data.flip) are computed once before the first step and
     # stand for every augmented view of it (logit terms only; hashed only when set)
     teacher_targets: str = "online"
+    # None: the profile's teacher schedule; a number: the same teacher recipe trained that many epochs, its own run
+    # (does a stronger teacher make a stronger student?); hashed only when set
+    teacher_epochs: int | None = None
 
 
 @dataclass
@@ -154,7 +157,7 @@ UNHASHED_DATA = {"data_dir"}
 UNHASHED_DISTILL = {"teacher_checkpoint"}
 # settings added after results were committed: hashed only when set, so the earlier runs keep their ids
 HASHED_WHEN_SET = {
-    "distill": {"teacher_targets": "online"},
+    "distill": {"teacher_targets": "online", "teacher_epochs": None},
     "data": {"repeat_subset": False},
     "train": {"optimizer": "adamw", "momentum": 0.9, "schedule": "cosine", "norm_bias_lr_scale": 1.0,
               "lookahead_every": 0, "tta": "none"},
@@ -300,6 +303,9 @@ def _validate_distill(cfg: RunConfig) -> None:
                         "set distill.logit=hard (or soft), or model.distill_token=false")  # fmt: skip
     if d.teacher_checkpoint is not None and d.teacher is None:
         raise TITNError("--teacher-checkpoint needs --teacher naming its architecture (e.g. --teacher fastcnn)")
+    if d.teacher_epochs is not None and (d.teacher is None or d.teacher_checkpoint is not None or d.teacher_epochs < 1):
+        raise TITNError(f"distill.teacher_epochs={d.teacher_epochs} picks how long the profile's teacher trains: give "
+                        "a positive number with a teacher and no --teacher-checkpoint, or leave it unset")  # fmt: skip
     mixing = cfg.data.mixup_alpha > 0 or cfg.data.cutmix_alpha > 0
     if d.teacher_targets == "cached" and (d.feature_weight > 0 or mixing):
         raise TITNError(

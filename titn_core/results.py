@@ -13,7 +13,7 @@ COLUMNS = [
     "run_id", "kind", "dataset", "data_variant", "model", "inner", "kd", "teacher", "profile", "seed", "epochs",
     "test_top1", "test_top5", "best_test_top1", "best_test_top5", "best_val_top1", "best_epoch", "params", "flops",
     "wall_seconds", "train_images_per_s", "device", "teacher_test_top1", "config_hash", "test_top1_tta", "train_images",
-    "tta",
+    "tta", "teacher_run_id",
 ]  # fmt: skip
 
 

@@ -25,8 +25,11 @@ TEACHER_WEIGHTS = "teacher_weights.pt"
 
 
 def teacher_config(cfg: RunConfig) -> RunConfig:
-    """The teacher run a student reuses: same dataset and profile, seed 0, so every student seed shares it."""
-    t = build_config(cfg.data.dataset, cfg.profile, kind="teacher", teacher=cfg.distill.teacher)
+    """The teacher run a student reuses: same dataset and profile, seed 0, so every student seed shares it; trained
+    for `distill.teacher_epochs` where the student sets it (a run of its own)."""
+    epochs = cfg.distill.teacher_epochs
+    over = {"train.epochs": epochs} if epochs is not None else None
+    t = build_config(cfg.data.dataset, cfg.profile, kind="teacher", teacher=cfg.distill.teacher, overrides=over)
     t.data.data_dir, t.results_dir, t.checkpoint_dir = cfg.data.data_dir, cfg.results_dir, cfg.checkpoint_dir
     t.device, t.progress = cfg.device, cfg.progress
     return t
