@@ -77,6 +77,15 @@ def test_teacher_epochs_family_reuses_the_main_run_and_trains_a_longer_teacher_o
     assert longer.train.epochs == profiles.train.epochs, "the student's schedule is the main runs'"
 
 
+def test_rotation_family_reuses_the_main_mnist_runs_of_both_seeds_and_rotates_only_its_variant():
+    for seed in (0, 1):
+        (_, crop), (_, rotated) = family_configs("rotation", "mnist", "cpu", seed=seed)
+        main = build_config("mnist", "cpu", kd="paper", overrides={"train.seed": seed})
+        assert crop.hash() == main.hash(), "the main distilled run (rotate_degrees unset keeps committed ids)"
+        assert (crop.data.rotate_degrees, rotated.data.rotate_degrees) == (0.0, 15.0)
+        assert rotated.train.epochs == main.train.epochs
+
+
 def test_only_cifar_students_take_the_adopted_regularisers():
     teacher = build_config("cifar10", "cpu", kind="teacher")
     mnist = build_config("mnist", "cpu", kd="paper")

@@ -4,7 +4,15 @@ import pytest
 import torch
 
 from titn_core.config import DataConfig
-from titn_core.data import BatchAugment, balanced_order, load_arrays, make_splits, random_crop, random_flip
+from titn_core.data import (
+    BatchAugment,
+    balanced_order,
+    load_arrays,
+    make_splits,
+    random_crop,
+    random_flip,
+    random_rotate,
+)
 from titn_core.errors import TITNError
 
 
@@ -91,6 +99,20 @@ def test_batched_crop_and_flip_are_per_image():
     flipped = random_flip(x, g)
     n_flipped = sum(torch.equal(f, x[0].flip(-1)) for f in flipped)
     assert 10 < n_flipped < 54
+
+
+def test_batched_rotation_turns_each_image_by_its_own_angle_within_the_bound():
+    bar = torch.zeros(1, 1, 28, 28, dtype=torch.uint8)
+    bar[..., 13:15, 4:24] = 255  # a horizontal bar through the centre: its tilt is the angle
+    x = bar.repeat(64, 1, 1, 1)
+    rotated = random_rotate(x, 15.0, torch.Generator().manual_seed(0))
+    assert rotated.dtype == torch.uint8 and rotated.shape == x.shape
+    assert len({bytes(r.numpy()) for r in rotated}) > 50, "one angle per image"
+    assert torch.equal(rotated, random_rotate(x, 15.0, torch.Generator().manual_seed(0))), "seeded: repeatable"
+    rows = rotated.float().sum(-1).squeeze(1)  # ink per row: a 15-degree tilt of a 20 px bar spans at most ~8 rows
+    spans = [(r > 20).nonzero().flatten() for r in rows]
+    assert max(int(s.max() - s.min()) for s in spans) <= 8 and max(int(s.max() - s.min()) for s in spans) >= 4
+    assert torch.equal(random_rotate(x, 1e-6, torch.Generator().manual_seed(0)), x), "no angle: the image itself"
 
 
 def test_augment_with_cutmix_returns_probabilities():

@@ -28,6 +28,7 @@ from titn_core.trainer import pick_device, train
         (dict(overrides={"model.colour": 1}), "unknown config field"),
         (dict(profile="gpu"), "unknown profile"),
         (dict(overrides={"data.val_size": 0}), "val_size must be at least 1"),
+        (dict(overrides={"data.rotate_degrees": -5}), "rotate_degrees must be in \\[0, 180\\]"),
         (dict(overrides={"train.eval_batch_size": 0}), "eval_batch_size and train.lr must be positive"),
         (dict(teacher="resnet-small", overrides={"distill.alpha": 1.5}), "alpha in \\[0, 1\\]"),
         (dict(teacher="resnet-small", overrides={"distill.student_layer": 9}), "student_layer 9 is not a block"),

@@ -46,6 +46,7 @@ _REGULARISERS_OFF = {
 }
 
 
+ROTATION_DEGREES = 15.0
 TEACHER_EPOCHS_LONGER = 24  # twice the cpu profile's CIFAR-100 teacher (FASTCNN_EPOCHS), 1.5x its CIFAR-10 one
 
 
@@ -129,6 +130,13 @@ FAMILIES: dict[str, list[Variant] | Callable[[int], list[Variant]]] = {
             {"distill.teacher_epochs": TEACHER_EPOCHS_LONGER},
         ),
     ],
+    # MNIST's missing few hundredths (issue 20's goal is 99.60): random rotation, which a third-party
+    # re-implementation's configs attribute to the paper's MNIST recipe ("rotation 15"), on the distilled recipe at
+    # the main schedule
+    "rotation": [
+        ("crop only (the profile)", dict(kd="paper"), {}),
+        (f"+ rotation up to {ROTATION_DEGREES:g} degrees", dict(kd="paper"), {"data.rotate_degrees": ROTATION_DEGREES}),
+    ],
     "temperature": [(f"T={t}", dict(kd="soft"), {"distill.temperature": t}) for t in (1.0, 2.0, 4.0, 8.0)],
     "weights": [
         *((f"alpha={a}", dict(kd="soft"), {"distill.alpha": a}) for a in (0.1, 0.5, 0.9)),
@@ -178,6 +186,10 @@ CONTRASTS = {
         "Longer-trained teacher (variant minus the profile's teacher)",
         {label: (label, FAMILIES["teacher-epochs"][0][0]) for label, _, _ in FAMILIES["teacher-epochs"][1:]},
     ),
+    "rotation": (
+        "Rotation added (variant minus the profile's crop only)",
+        {label: (label, FAMILIES["rotation"][0][0]) for label, _, _ in FAMILIES["rotation"][1:]},
+    ),
 }
 
 
@@ -189,7 +201,7 @@ def check_family(family: str) -> str:
 
 # families run at the main runs' schedule and scored like them (test-time augmentation beside the plain number), so
 # the variant with the profile's current recipe is the main distilled run itself, reused rather than trained again
-MAIN_SCHEDULE_FAMILIES = {"regularization", "teacher-epochs"}
+MAIN_SCHEDULE_FAMILIES = {"regularization", "teacher-epochs", "rotation"}
 
 
 def family_configs(family: str, dataset: str, profile: str, seed: int = 0, epochs: int | None = None):

@@ -82,6 +82,7 @@ class DataConfig:
     repeat_subset: bool = False
     test_subset: int | None = None
     crop_padding: int = 2
+    rotate_degrees: float = 0.0  # per-image rotation up to this angle (0: none); hashed only when set
     flip: bool = False
     randaugment: bool = False
     mixup_alpha: float = 0.0
@@ -158,7 +159,7 @@ UNHASHED_DISTILL = {"teacher_checkpoint"}
 # settings added after results were committed: hashed only when set, so the earlier runs keep their ids
 HASHED_WHEN_SET = {
     "distill": {"teacher_targets": "online", "teacher_epochs": None},
-    "data": {"repeat_subset": False},
+    "data": {"repeat_subset": False, "rotate_degrees": 0.0},
     "train": {"optimizer": "adamw", "momentum": 0.9, "schedule": "cosine", "norm_bias_lr_scale": 1.0,
               "lookahead_every": 0, "tta": "none"},
 }  # fmt: skip
@@ -279,6 +280,10 @@ def _check_choices(section, name: str, **allowed: tuple[str, ...]) -> None:
 def _validate_data(data: DataConfig) -> None:
     if not 0 < data.train_fraction <= 1:
         raise TITNError(f"data.train_fraction must be in (0, 1], got {data.train_fraction}")
+    if not 0 <= data.rotate_degrees <= 180:
+        raise TITNError(
+            f"data.rotate_degrees must be in [0, 180] (a rotation up to that angle), got {data.rotate_degrees}"
+        )
     if data.val_size < 1:  # the held-out split picks the best checkpoint
         raise TITNError(f"data.val_size must be at least 1 (images held out for validation), got {data.val_size}")
 
