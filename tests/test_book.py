@@ -554,6 +554,21 @@ def test_teacher_mix_names_the_variants_of_each_teacher_checkpoint():
     ], "one teacher run retrained between variants is still shown"  # fmt: skip
 
 
+def test_teachers_compared_shows_each_variants_teacher_run_and_strength_only_when_they_differ():
+    rows = _ablation_rows({"the profile's teacher": [70.1], "teacher trained 24 epochs": [71.3]})
+    rows["run_id"] = ["s12", "s24"]
+    index = pd.DataFrame(
+        {"run_id": ["s12", "s24", "t12", "t24"], "epochs": [70, 70, 12, 24],
+         "teacher_run_id": ["t12", "t24", None, None], "teacher_test_top1": [72.3, 74.9, None, None]}
+    )  # fmt: skip
+    shown = ab.teachers_compared(rows, index)
+    assert shown[["variant", "teacher_run", "teacher_epochs", "teacher_top1"]].values.tolist() == [
+        ["the profile's teacher", "t12", 12, 72.3], ["teacher trained 24 epochs", "t24", 24, 74.9],
+    ]  # fmt: skip
+    index["teacher_run_id"] = ["t12", "t12", None, None]
+    assert ab.teachers_compared(rows, index).empty, "one teacher run: the teacher_mix table's business"
+
+
 def test_every_contrast_pairs_variants_of_its_family():
     for family, (_, pairs) in CONTRASTS.items():
         labels = {label for label, _, _ in FAMILIES[family]}

@@ -101,18 +101,40 @@ def test_batched_crop_and_flip_are_per_image():
     assert 10 < n_flipped < 54
 
 
+def _bar_angles(images: torch.Tensor) -> torch.Tensor:
+    """Each image's ink orientation in degrees (principal axis of the ink's pixel coordinates, y pointing down)."""
+    h, w = images.shape[-2:]
+    ys, xs = torch.meshgrid(torch.arange(h, dtype=torch.float), torch.arange(w, dtype=torch.float), indexing="ij")
+    ink = images.float().flatten(1) / images.float().flatten(1).sum(1, keepdim=True)
+    mx, my = (ink * xs.flatten()).sum(1), (ink * ys.flatten()).sum(1)
+    dx, dy = xs.flatten() - mx[:, None], ys.flatten() - my[:, None]
+    vxx, vyy, vxy = (ink * dx * dx).sum(1), (ink * dy * dy).sum(1), (ink * dx * dy).sum(1)
+    return torch.rad2deg(0.5 * torch.atan2(2 * vxy, vxx - vyy))
+
+
 def test_batched_rotation_turns_each_image_by_its_own_angle_within_the_bound():
     bar = torch.zeros(1, 1, 28, 28, dtype=torch.uint8)
     bar[..., 13:15, 4:24] = 255  # a horizontal bar through the centre: its tilt is the angle
-    x = bar.repeat(64, 1, 1, 1)
+    x = bar.repeat(256, 1, 1, 1)
     rotated = random_rotate(x, 15.0, torch.Generator().manual_seed(0))
     assert rotated.dtype == torch.uint8 and rotated.shape == x.shape
-    assert len({bytes(r.numpy()) for r in rotated}) > 50, "one angle per image"
     assert torch.equal(rotated, random_rotate(x, 15.0, torch.Generator().manual_seed(0))), "seeded: repeatable"
-    rows = rotated.float().sum(-1).squeeze(1)  # ink per row: a 15-degree tilt of a 20 px bar spans at most ~8 rows
-    spans = [(r > 20).nonzero().flatten() for r in rows]
-    assert max(int(s.max() - s.min()) for s in spans) <= 8 and max(int(s.max() - s.min()) for s in spans) >= 4
+    angles = _bar_angles(rotated)
+    assert angles.abs().max() <= 15.5, "never past the bound"
+    assert angles.min() < -12 and angles.max() > 12, "both directions, out to the bound"
+    assert len({bytes(r.numpy()) for r in rotated}) > 200, "one angle per image"
     assert torch.equal(random_rotate(x, 1e-6, torch.Generator().manual_seed(0)), x), "no angle: the image itself"
+    wide = torch.zeros(1, 1, 28, 56, dtype=torch.uint8)
+    wide[..., 13:15, 18:38] = 255
+    tilted = _bar_angles(random_rotate(wide.repeat(256, 1, 1, 1), 15.0, torch.Generator().manual_seed(0)))
+    assert tilted.abs().max() <= 15.5 and tilted.max() > 12, "non-square images are rotated, not sheared"
+
+
+def test_augment_applies_rotation_only_when_asked():
+    x = torch.randint(0, 256, (8, 1, 28, 28), dtype=torch.uint8)
+    plain, turned = (BatchAugment(DataConfig(dataset="mnist", rotate_degrees=d), 10) for d in (0.0, 15.0))
+    same_seed = [aug(x, torch.arange(8), torch.Generator().manual_seed(0))[0] for aug in (plain, plain, turned)]
+    assert torch.equal(same_seed[0], same_seed[1]) and not torch.equal(same_seed[0], same_seed[2])
 
 
 def test_augment_with_cutmix_returns_probabilities():

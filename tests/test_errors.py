@@ -37,6 +37,7 @@ from titn_core.trainer import pick_device, train
         (dict(overrides={"distill.teacher_checkpoint": "t.pt"}), "--teacher-checkpoint needs --teacher"),
         (dict(overrides={"distill.teacher_epochs": 24}), "teacher_epochs=24 picks how long"),
         (dict(kd="paper", overrides={"distill.teacher_epochs": 0}), "give a positive number"),
+        (dict(kd="paper", overrides={"distill.teacher_epochs": 4}), "profile's own teacher schedule: leave it unset"),
         (
             dict(kd="paper", overrides={"distill.teacher_epochs": 24, "distill.teacher_checkpoint": "t.pt"}),
             "no --teacher-checkpoint",

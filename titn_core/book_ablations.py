@@ -192,6 +192,22 @@ def teacher_mix(rows: pd.DataFrame, index: pd.DataFrame) -> pd.DataFrame:
     return by.agg(lambda v: ", ".join(v.unique())).rename("variants").reset_index()
 
 
+def teachers_compared(rows: pd.DataFrame, index: pd.DataFrame) -> pd.DataFrame:
+    """For a family whose variants learned from different teacher runs on purpose (teacher-epochs, teacher): each
+    variant's teacher run, its epochs and the top-1 of the checkpoint it taught with, so a reader sees how much
+    stronger the stronger teacher was; empty when all variants shared one teacher run."""
+    columns = ["run_id", "teacher_run_id", "teacher_test_top1"]
+    used = rows[["run_id", "variant"]].merge(index[columns], on="run_id").dropna(subset=["teacher_run_id"])
+    if used["teacher_run_id"].nunique() < 2:
+        return pd.DataFrame()
+    epochs = index.set_index("run_id")["epochs"]
+    used = used.assign(teacher_epochs=used["teacher_run_id"].map(epochs))
+    return used.groupby("variant", sort=False).agg(
+        teacher_run=("teacher_run_id", "first"), teacher_epochs=("teacher_epochs", "first"),
+        teacher_top1=("teacher_test_top1", "mean"),
+    ).reset_index()  # fmt: skip
+
+
 def across_datasets(table: pd.DataFrame) -> dict[str, pd.DataFrame]:
     """Per family run on more than one dataset: each variant's difference from the family's reference, one column
     per dataset and budget, so a reader sees whether what MNIST showed carries over to the harder data."""

@@ -7,6 +7,7 @@ import pandas as pd
 
 from .book import DATASET_TITLES
 from .profiles import build_config
+from .teacher_runs import teacher_config
 
 
 def data_provenance(datasets=tuple(DATASET_TITLES)) -> pd.DataFrame:
@@ -34,7 +35,8 @@ def profile_table() -> pd.DataFrame:
     rows = []
     for profile in ("smoke", "cpu", "paper"):
         for dataset in DATASET_TITLES:
-            s, t = build_config(dataset, profile, kd="paper"), build_config(dataset, profile, kind="teacher")
+            s = build_config(dataset, profile, kd="paper")
+            t = teacher_config(s)  # the teacher run the student learns from (distill.teacher_epochs included)
             m = s.model
             precision = {"bf16": "bf16 autocast", "off": "fp32"}.get(s.train.amp, "bf16 on CUDA, else fp32")
             teacher = f"{s.distill.teacher} ({t.train.epochs} epochs, {t.data.val_size} held out)"
@@ -68,7 +70,8 @@ def budget_gap() -> pd.DataFrame:
 
 def augmentation(d) -> str:
     """A data config's augmentation and label smoothing in a few words, as the tables and chapters name a recipe."""
-    aug = [f"crop±{d.crop_padding}"] + ["flip"] * d.flip + ["RandAugment"] * d.randaugment
+    aug = [f"crop±{d.crop_padding}"] + [f"rotation±{d.rotate_degrees:g}°"] * bool(d.rotate_degrees)
+    aug += ["flip"] * d.flip + ["RandAugment"] * d.randaugment
     aug += [f"mixup {d.mixup_alpha}"] * bool(d.mixup_alpha) + [f"cutmix {d.cutmix_alpha}"] * bool(d.cutmix_alpha)
     return ", ".join(aug + [f"label smoothing {d.label_smoothing}"] * bool(d.label_smoothing))
 

@@ -283,11 +283,15 @@ def random_flip(x: Tensor, generator: torch.Generator) -> Tensor:
 
 
 def random_rotate(x: Tensor, degrees: float, generator: torch.Generator) -> Tensor:
-    """Per-image rotation by a uniform angle in [-degrees, degrees] about the centre (zero fill, bilinear) for a whole
-    uint8 batch in one `grid_sample`: the MNIST augmentation a re-implementation attributes to the paper."""
+    """Per-image rotation by a uniform angle in [-degrees, degrees] about the centre (zero fill, bilinear, where
+    torchvision's RandomRotation defaults to nearest) for a whole uint8 batch in one `grid_sample`: the MNIST
+    augmentation a re-implementation attributes to the paper. `affine_grid` works in coordinates normalised per axis,
+    so the off-diagonal terms carry the aspect ratio (a rotation, not a shear, on non-square images)."""
     angles = (torch.rand(x.shape[0], generator=generator, device=generator.device) * 2 - 1) * torch.pi * degrees / 180
     cos, sin, zero = angles.cos(), angles.sin(), torch.zeros_like(angles)
-    theta = torch.stack([torch.stack([cos, -sin, zero], 1), torch.stack([sin, cos, zero], 1)], 1).to(x.device)
+    h, w = x.shape[-2:]
+    rows = [torch.stack([cos, -sin * h / w, zero], 1), torch.stack([sin * w / h, cos, zero], 1)]
+    theta = torch.stack(rows, 1).to(x.device)
     grid = F.affine_grid(theta, list(x.shape), align_corners=False)
     rotated = F.grid_sample(x.float(), grid, mode="bilinear", padding_mode="zeros", align_corners=False)
     return rotated.round().clamp(0, 255).to(x.dtype)

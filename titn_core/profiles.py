@@ -192,4 +192,16 @@ def build_config(
     if kind == "teacher" and teacher.startswith("fastcnn") and "train.warmup_epochs" not in (overrides or {}):
         cfg.train.warmup_epochs = FASTCNN_WARMUP_SHARE * cfg.train.epochs  # after overrides: follows --epochs
     validate(cfg)
+    _check_teacher_epochs(cfg)
     return cfg
+
+
+def _check_teacher_epochs(cfg: RunConfig) -> None:
+    """distill.teacher_epochs equal to the profile's own teacher schedule would learn from the profile's teacher under
+    a new run id, training the same student twice: refused, naming the fix."""
+    epochs, teacher = cfg.distill.teacher_epochs, cfg.distill.teacher
+    if epochs is None or cfg.kind != "student" or teacher is None:
+        return
+    if epochs == build_config(cfg.data.dataset, cfg.profile, kind="teacher", teacher=teacher).train.epochs:
+        raise TITNError(f"distill.teacher_epochs={epochs} is the {cfg.profile} profile's own teacher schedule: "
+                        "leave it unset to learn from that teacher")  # fmt: skip
