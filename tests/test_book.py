@@ -535,7 +535,7 @@ def test_teacher_mix_names_the_variants_of_each_teacher_checkpoint():
     rows["run_id"] = ["a", "b", "c", "d"]
     index = pd.DataFrame(
         {"run_id": ["a", "b", "c", "d"], "teacher": ["resnet-small"] * 3 + [None],
-         "teacher_test_top1": [99.59, 99.62, 99.59, None]}
+         "teacher_run_id": [None] * 4, "teacher_test_top1": [99.59, 99.62, 99.59, None]}
     )  # fmt: skip
     assert ab.teacher_mix(rows, index).values.tolist() == [
         ["resnet-small", 99.59, "T=1, T=8"], ["resnet-small", 99.62, "T=4"],

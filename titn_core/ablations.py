@@ -170,6 +170,12 @@ def _kd_gain_per_size(fractions) -> tuple[str, dict]:
     return "Distillation (KD minus no KD)", pairs
 
 
+def _against_first(family: str) -> dict[str, tuple[str, str]]:
+    """Every later variant of a family paired with its first, the profile's recipe."""
+    (first, _, _), *rest = FAMILIES[family]
+    return {label: (label, first) for label, _, _ in rest}
+
+
 # families read as paired differences: family -> (what a difference measures, {condition: (variant, its control)})
 CONTRASTS = {
     "inner": (  # the paper's question: what the inner transformer adds, per KD setting
@@ -184,12 +190,9 @@ CONTRASTS = {
     ),
     "teacher-epochs": (
         "Longer-trained teacher (variant minus the profile's teacher)",
-        {label: (label, FAMILIES["teacher-epochs"][0][0]) for label, _, _ in FAMILIES["teacher-epochs"][1:]},
+        _against_first("teacher-epochs"),
     ),
-    "rotation": (
-        "Rotation added (variant minus the profile's crop only)",
-        {label: (label, FAMILIES["rotation"][0][0]) for label, _, _ in FAMILIES["rotation"][1:]},
-    ),
+    "rotation": ("Rotation added (variant minus the profile's crop only)", _against_first("rotation")),
 }
 
 

@@ -184,9 +184,9 @@ def teacher_mix(rows: pd.DataFrame, index: pd.DataFrame) -> pd.DataFrame:
     """One family's distilled variants grouped by the teacher checkpoint they learned from, when one teacher run was
     retrained between them (part of their differences may then be the teacher's); empty otherwise. Different teacher
     runs (another architecture, or `distill.teacher_epochs`) are what a family compares on purpose."""
-    columns = ["run_id", "teacher", "teacher_test_top1", *(["teacher_run_id"] if "teacher_run_id" in index else [])]
+    columns = ["run_id", "teacher", "teacher_run_id", "teacher_test_top1"]
     used = rows[["run_id", "variant"]].merge(index[columns], on="run_id").dropna(subset=["teacher_test_top1"])
-    teacher_run = used["teacher_run_id"].fillna(used["teacher"]) if "teacher_run_id" in used else used["teacher"]
+    teacher_run = used["teacher_run_id"].fillna(used["teacher"])  # a run recorded without its teacher's run id
     mixed = used.groupby(teacher_run)["teacher_test_top1"].transform("nunique") > 1
     by = used[mixed].groupby(["teacher", "teacher_test_top1"])["variant"]
     return by.agg(lambda v: ", ".join(v.unique())).rename("variants").reset_index()
