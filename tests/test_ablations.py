@@ -86,6 +86,18 @@ def test_rotation_family_reuses_the_main_mnist_runs_of_both_seeds_and_rotates_on
         assert rotated.train.epochs == main.train.epochs
 
 
+def test_fast_teacher_family_reuses_the_main_mnist_runs_and_changes_only_the_teacher():
+    from titn_core.teacher_runs import teacher_config
+
+    for seed in (0, 1):
+        (_, profiles), (_, fast) = family_configs("fast-teacher", "mnist", "cpu", seed=seed)  # resnet-small first
+        main = build_config("mnist", "cpu", kd="paper", overrides={"train.seed": seed})
+        assert profiles.hash() == main.hash(), "the main distilled run, reused"
+        assert (profiles.distill.teacher, fast.distill.teacher) == ("resnet-small", "fastcnn")
+        assert fast.train.epochs == main.train.epochs and fast.data == main.data, "only the teacher changes"
+        assert teacher_config(fast).train.tta == "shift", "the fastcnn teacher is scored without the mirror"
+
+
 def test_only_cifar_students_take_the_adopted_regularisers():
     teacher = build_config("cifar10", "cpu", kind="teacher")
     mnist = build_config("mnist", "cpu", kd="paper")

@@ -90,6 +90,33 @@ def test_tta_views_are_averaged_and_a_mirror_symmetric_model_is_unchanged_by_fli
     assert forward_tta(RowSum(), x, "flip+shift").shape == (3, 4)
 
 
+def test_shift_tta_averages_the_image_and_two_shifts_and_never_the_mirror():
+    class Recorder(torch.nn.Module):  # remembers every view it is shown
+        def __init__(self):
+            super().__init__()
+            self.views = []
+
+        def forward(self, x):
+            self.views.append(x)
+            return x.sum(dim=(1, 2, 3)).unsqueeze(1)
+
+    x, model = torch.randn(2, 1, 5, 5), Recorder()
+    forward_tta(model, x, "shift")
+    assert len(model.views) == 3 and any(torch.equal(view, x) for view in model.views)
+    assert not any(torch.equal(view, x.flip(-1)) for view in model.views), "no mirrored view"
+    assert len(forward_tta(Recorder(), x, "flip+shift").shape) == 2
+    flat = torch.ones(2, 1, 5, 5)
+    assert torch.allclose(forward_tta(Recorder(), flat, "shift"), Recorder()(flat)), "the weights sum to one"
+
+
+def test_fastcnn_on_digits_trains_and_scores_without_the_mirror():
+    mnist = build_config("mnist", "cpu", kind="teacher", teacher="fastcnn")
+    cifar = build_config("cifar10", "cpu", kind="teacher", teacher="fastcnn")
+    assert (mnist.data.flip, mnist.train.tta) == (False, "shift"), "a mirrored digit can be another class"
+    assert (cifar.data.flip, cifar.train.tta) == (True, "flip+shift")
+    assert mnist.train.optimizer == cifar.train.optimizer == "sgd", "otherwise airbench's recipe"
+
+
 def test_fastcnn_recipe_resumes_to_identical_metrics_and_reports_tta(smoke_config):
     over = {"train.epochs": 2, "data.train_subset": 1024, "data.val_size": 256, "data.test_subset": 256}
     whole = train(smoke_config("cifar10", kind="teacher", teacher="fastcnn", overrides=over))

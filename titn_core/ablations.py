@@ -130,6 +130,14 @@ FAMILIES: dict[str, list[Variant] | Callable[[int], list[Variant]]] = {
             {"distill.teacher_epochs": TEACHER_EPOCHS_LONGER},
         ),
     ],
+    # the distilled recipe taught by resnet-small and by the airbench-shaped fastcnn (airbench's recipe, without the
+    # mirror on digits), at the main schedule. Run on MNIST, whose profile teacher is resnet-small (so that variant is
+    # the main distilled run, reused) at 99.59 test top-1, level with issue 20's goal for the student (99.60), which a
+    # distilled student seldom passes
+    "fast-teacher": [
+        ("resnet-small teacher", dict(kd="paper", teacher="resnet-small"), {}),
+        ("fastcnn teacher", dict(kd="paper", teacher="fastcnn"), {}),
+    ],
     # MNIST's missing few hundredths (issue 20's goal is 99.60): random rotation, which a third-party
     # re-implementation's configs attribute to the paper's MNIST recipe ("rotation 15"), on the distilled recipe at
     # the main schedule
@@ -193,6 +201,7 @@ CONTRASTS = {
         _against_first("teacher-epochs"),
     ),
     "rotation": ("Rotation added (variant minus the profile's crop only)", _against_first("rotation")),
+    "fast-teacher": ("fastcnn teacher (variant minus resnet-small)", _against_first("fast-teacher")),
 }
 
 
@@ -204,7 +213,7 @@ def check_family(family: str) -> str:
 
 # families run at the main runs' schedule and scored like them (test-time augmentation beside the plain number), so
 # the variant with the profile's current recipe is the main distilled run itself, reused rather than trained again
-MAIN_SCHEDULE_FAMILIES = {"regularization", "teacher-epochs", "rotation"}
+MAIN_SCHEDULE_FAMILIES = {"regularization", "teacher-epochs", "rotation", "fast-teacher"}
 
 
 def family_configs(family: str, dataset: str, profile: str, seed: int = 0, epochs: int | None = None):

@@ -102,8 +102,8 @@ def mean_sd(values: pd.Series) -> str:
 
 
 def with_tta(rows: pd.DataFrame) -> str:
-    """The top-1 under test-time augmentation, with its kind ("flip" for the students, "flip+shift" for the fastcnn
-    teachers); "-" where not scored."""
+    """The top-1 under test-time augmentation, with its kind ("flip" for the CIFAR students, "flip+shift" for the
+    fastcnn teachers, "shift" for MNIST's); "-" where not scored."""
     value, kinds = mean_sd(rows["test_top1_tta"]), rows["tta"].dropna().unique()
     return value if value == "-" or not len(kinds) else f"{value} ({', '.join(kinds)})"
 

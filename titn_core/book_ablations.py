@@ -193,9 +193,9 @@ def teacher_mix(rows: pd.DataFrame, index: pd.DataFrame) -> pd.DataFrame:
 
 
 def teachers_compared(rows: pd.DataFrame, index: pd.DataFrame) -> pd.DataFrame:
-    """For a family whose variants learned from different teacher runs on purpose (teacher-epochs, teacher): each
-    variant's teacher run, its epochs and the top-1 of the checkpoint it taught with, so a reader sees how much
-    stronger the stronger teacher was; empty when all variants shared one teacher run."""
+    """For a family whose variants learned from different teacher runs on purpose (teacher-epochs, fast-teacher,
+    teacher): each variant's teacher run, its epochs and the top-1 of the checkpoint it taught with, so a reader sees
+    how much stronger the stronger teacher was; empty when all variants shared one teacher run."""
     columns = ["run_id", "teacher_run_id", "teacher_test_top1"]
     used = rows[["run_id", "variant"]].merge(index[columns], on="run_id").dropna(subset=["teacher_run_id"])
     if used["teacher_run_id"].nunique() < 2:

@@ -108,7 +108,7 @@ class TrainConfig:
     schedule: str = "cosine"  # after the linear warm-up: "cosine" or "linear" decay to min_lr_ratio
     norm_bias_lr_scale: float = 1.0  # sgd: norm biases learn this much faster (airbench: 64), same decay per step
     lookahead_every: int = 0  # >0: every k steps pull the weights to a slow average and back (airbench's lookahead)
-    tta: str = "none"  # test-time augmentation scored at the end, beside the plain number: "none"|"flip"|"flip+shift"
+    tta: str = "none"  # test-time augmentation scored at the end, beside the plain number: none|flip|shift|flip+shift
 
 
 @dataclass
@@ -265,7 +265,7 @@ def _validate_train(t: TrainConfig) -> None:
         raise TITNError("train.batch_size, train.eval_batch_size and train.lr must be positive")
     if t.amp not in ("auto", "bf16", "off"):
         raise TITNError(f"train.amp must be 'auto', 'bf16' or 'off', got {t.amp!r}")
-    tta = ("none", "flip", "flip+shift")
+    tta = ("none", "flip", "shift", "flip+shift")
     _check_choices(t, "train", optimizer=("adamw", "sgd"), schedule=("cosine", "linear"), tta=tta)
     if t.lookahead_every < 0:
         raise TITNError(f"train.lookahead_every must be >= 0 (0 = off), got {t.lookahead_every}")

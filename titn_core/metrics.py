@@ -30,18 +30,19 @@ def confusion_matrix(preds: Tensor, targets: Tensor, num_classes: int) -> Tensor
 
 def forward_tta(model: nn.Module, x: Tensor, tta: str = "none") -> Tensor:
     """Logits with test-time augmentation as airbench scores it: "flip" averages in the mirror image; "flip+shift"
-    also averages the mirrored views shifted one pixel up-left and down-right (reflect padding), at half weight."""
+    also averages the mirrored views shifted one pixel up-left and down-right (reflect padding), at half weight.
+    "shift" is "flip+shift" without the mirror, for data whose mirror image is another class (digits)."""
     if tta == "none":
         return model(x)
 
-    def with_mirror(view: Tensor) -> Tensor:
-        return 0.5 * (model(view) + model(view.flip(-1)))
+    def view_logits(view: Tensor) -> Tensor:
+        return 0.5 * (model(view) + model(view.flip(-1))) if tta.startswith("flip") else model(view)
 
     if tta == "flip":
-        return with_mirror(x)
+        return view_logits(x)
     padded, (h, w) = F.pad(x, (1, 1, 1, 1), mode="reflect"), x.shape[-2:]
-    shifted = with_mirror(padded[..., :h, :w]) + with_mirror(padded[..., 2:, 2:])
-    return 0.5 * with_mirror(x) + 0.25 * shifted
+    shifted = view_logits(padded[..., :h, :w]) + view_logits(padded[..., 2:, 2:])
+    return 0.5 * view_logits(x) + 0.25 * shifted
 
 
 @torch.inference_mode()

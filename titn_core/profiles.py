@@ -89,9 +89,14 @@ CPU_STUDENT_EPOCHS = {"mnist": 12, "cifar10": 80, "cifar100": 70}
 CPU_CIFAR_REGULARISERS = {"mixup_alpha": 0.8, "cutmix_alpha": 1.0}
 
 
+def mirror_invariant(dataset: str) -> bool:
+    """Whether a mirrored image keeps its class: photos (CIFAR) do, digits do not (a mirrored 2 is no digit)."""
+    return dataset.startswith("cifar")
+
+
 def _profile_settings(profile: str, dataset: str, kind: str) -> tuple[str, dict, dict]:
     """(model preset, data overrides, train overrides) for a profile; see the book's "how to reproduce"."""
-    cifar = dataset.startswith("cifar")
+    cifar = mirror_invariant(dataset)
     aug = dict(crop_padding=4, flip=True) if cifar else dict(crop_padding=2, flip=False)
     if profile == "smoke":
         data = dict(aug, val_size=500, train_subset=4096, test_subset=1000)
@@ -138,10 +143,13 @@ FASTCNN_EPOCHS = {"cpu": {"mnist": 8, "cifar10": 16, "cifar100": 12}, "smoke": 1
 
 
 def _apply_teacher_recipe(cfg: RunConfig) -> None:
-    """A fastcnn teacher trains with airbench's recipe on every profile (the profile sets its epochs)."""
+    """A fastcnn teacher trains with airbench's recipe on every profile (the profile sets its epochs); on digits,
+    whose mirror image can be another class, without the mirror in training and at test time."""
     for section, values in FASTCNN_RECIPE.items():
         for key, value in values.items():
             setattr(getattr(cfg, section), key, value)
+    if not mirror_invariant(cfg.data.dataset):
+        cfg.data.flip, cfg.train.tta = False, "shift"
     epochs = FASTCNN_EPOCHS[cfg.profile]
     cfg.train.epochs = epochs[cfg.data.dataset] if isinstance(epochs, dict) else epochs
     if cfg.profile == "smoke":
