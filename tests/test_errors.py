@@ -33,6 +33,7 @@ from titn_core.trainer import pick_device, train
         (dict(teacher="resnet-small", overrides={"distill.alpha": 1.5}), "alpha in \\[0, 1\\]"),
         (dict(teacher="resnet-small", overrides={"distill.student_layer": 9}), "student_layer 9 is not a block"),
         (dict(overrides={"distill.feature_loss": "l1"}), "feature_loss must be one of mse, cosine"),
+        (dict(overrides={"train.select": "best"}), "train.select must be one of val, last"),
         (dict(teacher="resnet-small", kd="feature", overrides={"model.distill_token": True}), "train its head"),
         (dict(overrides={"distill.teacher_checkpoint": "t.pt"}), "--teacher-checkpoint needs --teacher"),
         (dict(overrides={"distill.teacher_epochs": 24}), "teacher_epochs=24 picks how long"),

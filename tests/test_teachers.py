@@ -114,6 +114,7 @@ def test_fastcnn_on_digits_trains_and_scores_without_the_mirror():
     cifar = build_config("cifar10", "cpu", kind="teacher", teacher="fastcnn")
     assert (mnist.data.flip, mnist.train.tta) == (False, "shift"), "a mirrored digit can be another class"
     assert (cifar.data.flip, cifar.train.tta) == (True, "flip+shift")
+    assert (mnist.train.select, cifar.train.select) == ("last", "val"), "CIFAR's committed teachers keep their ids"
     assert mnist.train.optimizer == cifar.train.optimizer == "sgd", "otherwise airbench's recipe"
 
 

@@ -38,6 +38,15 @@ def test_overfits_a_64_image_batch(data_dir):
         assert (model(x).argmax(1) == y).float().mean().item() == 1.0
 
 
+def test_select_last_keeps_the_final_epoch_for_students_whatever_validation_says(smoke_config):
+    cfg = smoke_config(overrides={"train.epochs": 2, "train.select": "last", "data.val_size": 64})
+    result = train(cfg)
+    m, best = result.metrics, torch.load(result.checkpoint_dir / "best.pt", weights_only=False)
+    assert best["epoch"] == m["best_epoch"] == 2, "the final epoch, not the best on validation"
+    assert m["best_test_top1"] == m["test_top1"] == best["metrics"]["test_top1"]
+    assert evaluate_checkpoint(result.checkpoint_dir / "best.pt", cfg.data.data_dir)["top1"] == m["test_top1"]
+
+
 def test_smoke_run_learns_and_writes_complete_results(smoke_config):
     cfg = smoke_config()
     result = train(cfg)

@@ -109,6 +109,9 @@ class TrainConfig:
     norm_bias_lr_scale: float = 1.0  # sgd: norm biases learn this much faster (airbench: 64), same decay per step
     lookahead_every: int = 0  # >0: every k steps pull the weights to a slow average and back (airbench's lookahead)
     tta: str = "none"  # test-time augmentation scored at the end, beside the plain number: none|flip|shift|flip+shift
+    # the epoch best.pt keeps, the weights students distil from: "val" (best validation top-1) or "last" (the final
+    # epoch, for a recipe whose schedule ends on its best weights and a validation split too small to rank epochs)
+    select: str = "val"
 
 
 @dataclass
@@ -161,7 +164,7 @@ HASHED_WHEN_SET = {
     "distill": {"teacher_targets": "online", "teacher_epochs": None},
     "data": {"repeat_subset": False, "rotate_degrees": 0.0},
     "train": {"optimizer": "adamw", "momentum": 0.9, "schedule": "cosine", "norm_bias_lr_scale": 1.0,
-              "lookahead_every": 0, "tta": "none"},
+              "lookahead_every": 0, "tta": "none", "select": "val"},
 }  # fmt: skip
 
 
@@ -266,7 +269,8 @@ def _validate_train(t: TrainConfig) -> None:
     if t.amp not in ("auto", "bf16", "off"):
         raise TITNError(f"train.amp must be 'auto', 'bf16' or 'off', got {t.amp!r}")
     tta = ("none", "flip", "shift", "flip+shift")
-    _check_choices(t, "train", optimizer=("adamw", "sgd"), schedule=("cosine", "linear"), tta=tta)
+    _check_choices(t, "train", optimizer=("adamw", "sgd"), schedule=("cosine", "linear"), tta=tta,
+                   select=("val", "last"))  # fmt: skip
     if t.lookahead_every < 0:
         raise TITNError(f"train.lookahead_every must be >= 0 (0 = off), got {t.lookahead_every}")
 
