@@ -154,13 +154,18 @@ def _nan_message(loss: torch.Tensor, epoch: int, step: int, last_path: Path, sta
     )
 
 
+def selected_epoch(history: list[dict], select: str) -> dict:
+    """The history entry best.pt holds: the final epoch for train.select "last", else the first with the best
+    validation top-1. One rule for the checkpoint saved and the best_* metrics reported."""
+    return history[-1] if select == "last" else max(history, key=lambda h: h["val_top1"])
+
+
 def _save_epoch(run: Run) -> None:
-    """After each epoch: best.pt if validation improved (every epoch for train.select "last"), last.pt to resume
-    from, and history.csv."""
+    """After each epoch: best.pt when this epoch is the selected one (`selected_epoch`), last.pt to resume from, and
+    history.csv."""
     cfg, history = run.cfg, run.progress["history"]
-    best_before = max((h["val_top1"] for h in history[:-1]), default=-1.0)
     latest = history[-1]
-    if latest["val_top1"] > best_before or len(history) == 1 or cfg.train.select == "last":
+    if selected_epoch(history, cfg.train.select)["epoch"] == latest["epoch"]:
         best_state = {"model": run.model.state_dict(), "config": cfg.to_dict(), "run_id": run.run_id,
                       "epoch": latest["epoch"], "metrics": {k: latest[k] for k in ("val_top1", "test_top1",
                                                                                     "test_top5")}}  # fmt: skip
@@ -470,8 +475,7 @@ def final_metrics(run: Run, hist: pd.DataFrame, size: dict, env: dict) -> dict:
     """metrics.json: what the run was, its final and best-on-validation accuracy, its cost and its machine."""
     cfg, splits, device = run.cfg, run.splits, run.device
     student = cfg.kind == "student"
-    last = hist.iloc[-1]
-    best = last if cfg.train.select == "last" else hist.loc[hist["val_top1"].idxmax()]  # what best.pt holds
+    last, best = hist.iloc[-1], selected_epoch(hist.to_dict("records"), cfg.train.select)  # best: what best.pt holds
     return {
         "run_id": run.run_id,
         "config_hash": cfg.hash(),
