@@ -34,6 +34,24 @@ def test_cpu_profile_trains_bf16_only_where_it_is_native(cpu_with):
     assert build_config("mnist", "cpu").train.amp == "bf16"
 
 
+def test_onednn_held_below_bf16_counts_as_emulated_bf16(cpu_with, monkeypatch):
+    """ONEDNN_MAX_CPU_ISA=AVX2 makes an AMX CPU compute bf16 matmuls by emulation: the cpu profile must see that,
+    and the machine's records must not pass for the uncapped CPU's."""
+    cpu_with("avx2", "avx512f", "amx_bf16")
+    uncapped = hardware.describe("cpu")
+    monkeypatch.setenv("ONEDNN_MAX_CPU_ISA", "avx2")
+    capped = hardware.describe("cpu")
+    assert capped["native_bf16"] is False and build_config("cifar10", "cpu").train.amp == "off"
+    assert capped["onednn_max_isa"] == "AVX2" and "onednn_max_isa" not in uncapped
+    assert hardware.label(capped).endswith("amx_bf16 held to AVX2") and hardware.slug().endswith(
+        "amx_bf16-held-to-avx2"
+    )
+    monkeypatch.setenv("ONEDNN_MAX_CPU_ISA", "AVX512_CORE_AMX")  # a cap that keeps bf16 native
+    assert hardware.native_bf16() and build_config("cifar10", "cpu").train.amp == "bf16"
+    monkeypatch.setenv("ONEDNN_MAX_CPU_ISA", "ALL")
+    assert hardware.describe("cpu") == uncapped
+
+
 def test_asking_for_bf16_on_a_cpu_that_emulates_it_warns_with_the_fix(cpu_with):
     cpu_with("avx2")
     with pytest.warns(UserWarning, match="emulated on this CPU.*--set train.amp=off"):

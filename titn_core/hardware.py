@@ -19,6 +19,11 @@ import torch
 # CPU flags that say which vector units exist, in /proc/cpuinfo's spelling (x86) and the ARM spelling
 CAPABILITY_FLAGS = ("avx2", "avx512f", "avx512_bf16", "amx_bf16", "amx_tile", "bf16", "sve")
 NATIVE_BF16_FLAGS = {"avx512_bf16", "amx_bf16", "bf16"}
+# oneDNN, which runs torch's CPU matmuls and convolutions, can be held below the CPU's ISA (ONEDNN_MAX_CPU_ISA, or
+# the older DNNL_MAX_CPU_ISA): below AVX512_CORE_BF16 its bf16 matmuls are emulated, even on an AMX CPU (1 thread,
+# 512^2 bf16 matmul on the AMX Xeon: ~350 GFLOP/s uncapped, 1.6 capped at AVX2). That is also how this project
+# measures what an AVX2-only machine does without one: ONEDNN_MAX_CPU_ISA=AVX2 ATEN_CPU_CAPABILITY=avx2.
+ONEDNN_ISAS_WITHOUT_BF16 = {"SSE41", "AVX", "AVX2", "AVX2_VNNI", "AVX2_VNNI_2", "AVX512_CORE", "AVX512_CORE_VNNI"}
 
 
 @functools.cache
@@ -45,9 +50,19 @@ def cpu_model() -> str:
     return platform.processor() or platform.machine()
 
 
+def onednn_isa_cap() -> str | None:
+    """The ISA oneDNN is held to by the environment (upper case), None when it may use all the CPU has."""
+    cap = os.environ.get("ONEDNN_MAX_CPU_ISA") or os.environ.get("DNNL_MAX_CPU_ISA")
+    return cap.strip().upper() if cap and cap.strip().upper() != "ALL" else None
+
+
 def native_bf16() -> bool:
-    """True where the CPU has bf16 arithmetic in hardware (avx512_bf16, AMX or ARM bf16); Apple silicon counts too."""
-    return bool(cpu_flags() & NATIVE_BF16_FLAGS) or (platform.system() == "Darwin" and platform.machine() == "arm64")
+    """True where the CPU has bf16 arithmetic in hardware (avx512_bf16, AMX or ARM bf16; Apple silicon counts too)
+    and oneDNN is not held below it (see ONEDNN_ISAS_WITHOUT_BF16)."""
+    hardware = bool(cpu_flags() & NATIVE_BF16_FLAGS) or (
+        platform.system() == "Darwin" and platform.machine() == "arm64"
+    )
+    return hardware and onednn_isa_cap() not in ONEDNN_ISAS_WITHOUT_BF16
 
 
 def cpu_precision() -> str:
@@ -116,6 +131,7 @@ def describe(device: torch.device | str = "cpu") -> dict:
         "flags": sorted(cpu_flags() & set(CAPABILITY_FLAGS)),
         "torch_cpu_capability": torch.backends.cpu.get_cpu_capability(),
         "native_bf16": native_bf16(),
+        **({"onednn_max_isa": onednn_isa_cap()} if onednn_isa_cap() else {}),
     }
 
 
@@ -127,9 +143,11 @@ def label(record: dict) -> str:
 
 
 def best_vector_unit(record: dict) -> str:
-    """The strongest vector unit a CPU record's flags name: what most decides its bf16 and fp32 speed."""
+    """The strongest vector unit a CPU record's flags name: what most decides its bf16 and fp32 speed; with
+    oneDNN held below it, the cap too ('amx_bf16 held to AVX2'), so such a record never passes for the CPU's own."""
     flags = record.get("flags", [])
-    return next((f for f in ("amx_bf16", "avx512_bf16", "avx512f", "avx2") if f in flags), "no AVX2")
+    best = next((f for f in ("amx_bf16", "avx512_bf16", "avx512f", "avx2") if f in flags), "no AVX2")
+    return f"{best} held to {record['onednn_max_isa']}" if record.get("onednn_max_isa") else best
 
 
 def slug(device: torch.device | str = "cpu") -> str:
