@@ -46,6 +46,7 @@ bench: $(STAMP)
 	$(PY) -m pip install -q -e ".[dev,book,bench]"
 	$(PY) benchmarks/throughput.py --amp
 	$(PY) benchmarks/step_profile.py --amp
+	$(PY) benchmarks/matmul_shapes.py --amp
 	$(PY) benchmarks/attention_kernels.py --dtype bfloat16
 
 test: $(STAMP)

@@ -73,3 +73,22 @@ def test_benchmark_records_are_named_by_machine_so_cpu_kinds_do_not_overwrite_ea
         paths.append(hardware.record_path("out", "throughput-cpu-titn-tiny-b128").name)
     assert paths == ["throughput-cpu-titn-tiny-b128-amd-epyc-7b13-64-core-avx512_bf16.json",
                      "throughput-cpu-titn-tiny-b128-intel-xeon-platinum-8480c-amx_bf16.json"]  # fmt: skip
+
+
+def test_matmul_shapes_reads_every_linear_layer_of_a_block_at_its_training_shape(tmp_path):
+    """The shapes come from the model (titn-tiny, CIFAR, batch 4): words are rows of the inner layers, tokens of the
+    outer ones; the record holds each product's rate and the inner/outer summary the book glues."""
+    run_script("matmul_shapes.py", "--amp", "--batch-size", "4", "--repeats", "1", "--out", str(tmp_path))
+    record = json.loads(hardware.record_path(tmp_path, "matmul-shapes-cpu-titn-tiny-b4-bf16").read_text())
+    layers = record["layers"]
+    words, tokens = 4 * 64 * 4, 4 * (64 + 1)  # 64 patches of 4 words each, plus the class token
+    assert (layers["inner.attn.qkv"]["rows"], layers["inner.attn.qkv"]["in"], layers["inner.attn.qkv"]["out"]) == (
+        words, 32, 96)  # fmt: skip
+    assert (layers["outer.mlp.0"]["rows"], layers["outer.mlp.0"]["in"], layers["outer.mlp.0"]["out"]) == (
+        tokens,
+        128,
+        512,
+    )
+    assert (layers["words_to_patch"]["rows"], layers["words_to_patch"]["in"]) == (4 * 64, 128)
+    assert len(layers) == 9 and all(row["weight grad GFLOP/s"] > 0 for row in layers.values())
+    assert record["ratios"]["inner_over_outer_gflops"] > 0 and record["dtype"] == "bfloat16"

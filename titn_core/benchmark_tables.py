@@ -19,7 +19,8 @@ from .profiles import model_preset
 
 
 def benchmarks(kind: str = "throughput") -> list[dict]:
-    """The records `benchmarks/<kind>*.py` wrote: "throughput", "attention-kernels" or "step-profile"."""
+    """The records `benchmarks/<kind>*.py` wrote: "throughput", "attention-kernels", "step-profile" or
+    "matmul-shapes"."""
     return [json.loads(p.read_text()) for p in sorted((results_dir() / "benchmarks").glob(f"{kind}-*.json"))]
 
 
@@ -108,6 +109,29 @@ def attention_kernel_table() -> pd.DataFrame:
          "SDPA ms": round(row["sdpa_ms"], 1), "explicit ms": round(row["explicit_ms"], 1)}
         for r in benchmarks("attention-kernels") for row in r["rows"]
     ]  # fmt: skip
+    return pd.DataFrame(rows)
+
+
+MATMUL_PRODUCTS = ("forward", "input grad", "weight grad")  # of a linear layer in a training step
+
+
+def matmul_shape_table() -> pd.DataFrame:
+    """Each linear layer of a TITN block at its training-step shape: GFLOP/s of its forward, input-gradient and
+    weight-gradient products, per machine and precision (`benchmarks/matmul_shapes.py`)."""
+    rows = [
+        {"machine": machine_of(r), "precision": r["dtype"], "layer": name,
+         "(rows, in, out)": f"({row['rows']}, {row['in']}, {row['out']})",
+         **{f"{product} GFLOP/s": round(row[f"{product} GFLOP/s"]) for product in MATMUL_PRODUCTS}}
+        for r in benchmarks("matmul-shapes") for name, row in r["layers"].items()
+    ]  # fmt: skip
+    return pd.DataFrame(rows)
+
+
+def inner_matmul_rates() -> pd.DataFrame:
+    """Per machine and precision: the inner layers' FLOP-weighted GFLOP/s over the outer's (1 = as efficient)."""
+    rows = [{"machine": machine_of(r), "precision": r["dtype"],
+             "inner/outer GFLOP/s": round(r["ratios"]["inner_over_outer_gflops"], 2)}
+            for r in benchmarks("matmul-shapes")]  # fmt: skip
     return pd.DataFrame(rows)
 
 
