@@ -749,6 +749,7 @@ def test_efficiency_chapter_renders_the_committed_benchmarks(built_book):
     assert "KD / no KD" in html, "the distillation-cost table from the smoke runs"
     assert "minutes incl. teacher" in html, "time to accuracy, the distilled student charged for its teacher"
     assert "operator ms/step" in html and "cut needed" in html, "the step profile and what 1.5x would take"
+    assert "inner/outer GFLOP/s" in html and "weight grad GFLOP/s" in html, "the linear layers at their shapes"
 
 
 def test_profile_table_reads_every_profile_and_dataset_from_the_config():
