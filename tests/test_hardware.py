@@ -8,8 +8,9 @@ import pytest
 import torch
 
 from titn_core import hardware, host_probe, reference_machine, results, storage
-from titn_core.profiles import build_config
-from titn_core.trainer import HOST_SPEED_MIN_EPOCH_SECONDS, autocast_factory, train, update_host_speed
+from titn_core.model import build_titn
+from titn_core.profiles import build_config, model_preset
+from titn_core.trainer import HOST_SPEED_MIN_EPOCH_SECONDS, autocast_factory, compile_model, train, update_host_speed
 
 
 @pytest.fixture
@@ -60,6 +61,18 @@ def test_asking_for_bf16_on_a_cpu_that_emulates_it_warns_with_the_fix(cpu_with):
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # native bf16: any warning fails the test
         autocast_factory(torch.device("cpu"), "bf16")
+
+
+def test_compile_without_a_cpp_compiler_trains_eagerly_and_names_the_fix(monkeypatch):
+    """`make reproduce` asks for --compile; a CPU machine without g++/clang++ still trains, only slower."""
+    model = build_titn(model_preset("titn-smoke", 32), 32, 3, 10)
+    monkeypatch.setattr(hardware, "cpu_compiler", lambda: None)
+    with pytest.warns(UserWarning, match=r"no C\+\+ compiler.*install g\+\+ or clang\+\+, or point CXX"):
+        compile_model(model, torch.device("cpu"))
+    assert all(block._compiled_call_impl is None for block in model.blocks), "left eager"
+    monkeypatch.setattr(hardware, "cpu_compiler", lambda: "g++")
+    compile_model(model, torch.device("cpu"))
+    assert all(block._compiled_call_impl is not None for block in model.blocks), "compiled, block by block"
 
 
 def test_machine_record_names_model_cores_and_capability(cpu_with):

@@ -70,6 +70,17 @@ def cpu_precision() -> str:
     return "bf16" if native_bf16() else "off"
 
 
+def cpu_compiler() -> str | None:
+    """The C++ compiler torch.compile would build CPU kernels with, None where it finds none (compiling would fail at
+    the first step): `--compile` then trains eagerly instead, with a warning (`trainer.compile_model`)."""
+    from torch._inductor import cpp_builder, exc
+
+    try:
+        return cpp_builder.get_cpp_compiler()
+    except exc.InvalidCxxCompiler:
+        return None
+
+
 def matmul_peak(device: torch.device | str, dtype: torch.dtype, n: int = 2048, repeats: int = 10) -> float:
     """Best FLOP/s of an n x n matmul: the yardstick for "fraction of peak", and the one number that tells two hosts
     of the same CPU model apart (two "AMD EPYC" sessions of this project differed 2.2x in bf16)."""

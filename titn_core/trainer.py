@@ -83,6 +83,19 @@ def autocast_factory(device: torch.device, amp: str):
     return lambda: torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=enabled)
 
 
+def compile_model(model: nn.Module, device: torch.device) -> None:
+    """torch.compile the student in place (parameter names and checkpoints stay those of the eager model), or, on a
+    CPU without a C++ compiler, say so and leave it eager: the same results, only slower."""
+    if device.type == "cpu" and hardware.cpu_compiler() is None:
+        warnings.warn(
+            "no C++ compiler for torch.compile on this machine: training eagerly (same results, ~1.4x slower "
+            "on the CPUs this project measured); install g++ or clang++, or point CXX at one",
+            stacklevel=2,
+        )
+        return
+    model.compile()
+
+
 def build_model(cfg: RunConfig) -> nn.Module:
     size, chans, classes = cfg.image_shape
     if cfg.kind == "teacher":
@@ -248,7 +261,7 @@ def train(cfg: RunConfig, resume: bool = False, force: bool = False, stop_after:
                                                             **cfg.to_dict()})  # fmt: skip
     size = {"params": count_params(run.model), "flops": count_flops(run.model, cfg.image_shape)}
     if cfg.compile:
-        run.model.compile()  # in place: parameter names and checkpoints stay those of the eager model
+        compile_model(run.model, device)
     env = storage.environment()  # captured now: it names the code that starts (or resumes) the run
     if device.type == "cpu":
         run.host_gflops = hardware.speed_in(env["cpu_speed"], hardware.cpu_precision_of(cfg.train.amp))
