@@ -92,3 +92,17 @@ def test_matmul_shapes_reads_every_linear_layer_of_a_block_at_its_training_shape
     assert (layers["words_to_patch"]["rows"], layers["words_to_patch"]["in"]) == (4 * 64, 128)
     assert len(layers) == 9 and all(row["weight grad GFLOP/s"] > 0 for row in layers.values())
     assert record["ratios"]["inner_over_outer_gflops"] > 0 and record["dtype"] == "bfloat16"
+
+
+def test_matmul_rates_weigh_products_by_flops_and_count_the_words_projection_as_inner_work():
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    from matmul_shapes import PRODUCTS, level_rate
+
+    def layer(flops: float, ms: float) -> dict:  # every product of the layer took `ms`
+        return {"flops": flops, **{f"{p} ms": ms for p in PRODUCTS}}
+
+    rows = {"inner.attn.qkv": layer(1e9, 10.0), "words_to_patch": layer(3e9, 10.0), "outer.mlp.0": layer(4e9, 10.0)}
+    # inner: 3 x 4e9 FLOPs in 60 ms; outer: 3 x 4e9 FLOPs in 30 ms
+    assert level_rate(rows, inner=True) == pytest.approx(200.0) and level_rate(rows, inner=False) == pytest.approx(
+        400.0
+    )

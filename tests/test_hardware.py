@@ -8,9 +8,15 @@ import pytest
 import torch
 
 from titn_core import hardware, host_probe, reference_machine, results, storage
-from titn_core.model import build_titn
-from titn_core.profiles import build_config, model_preset
-from titn_core.trainer import HOST_SPEED_MIN_EPOCH_SECONDS, autocast_factory, compile_model, train, update_host_speed
+from titn_core.profiles import build_config
+from titn_core.trainer import HOST_SPEED_MIN_EPOCH_SECONDS, autocast_factory, compiler_ready, train, update_host_speed
+
+
+@pytest.fixture(autouse=True)
+def kernels_not_held(monkeypatch):
+    """These tests describe a CPU whose kernels may use all it has, whatever the environment running them sets."""
+    for name in ("ONEDNN_MAX_CPU_ISA", "DNNL_MAX_CPU_ISA", "ATEN_CPU_CAPABILITY"):
+        monkeypatch.delenv(name, raising=False)
 
 
 @pytest.fixture
@@ -51,6 +57,15 @@ def test_onednn_held_below_bf16_counts_as_emulated_bf16(cpu_with, monkeypatch):
     assert hardware.native_bf16() and build_config("cifar10", "cpu").train.amp == "bf16"
     monkeypatch.setenv("ONEDNN_MAX_CPU_ISA", "ALL")
     assert hardware.describe("cpu") == uncapped
+    monkeypatch.setenv("ONEDNN_MAX_CPU_ISA", " ")  # empty: the older name, if set, counts
+    monkeypatch.setenv("DNNL_MAX_CPU_ISA", "avx512_core")
+    assert not hardware.native_bf16() and hardware.onednn_isa_cap() == "AVX512_CORE"
+    monkeypatch.delenv("DNNL_MAX_CPU_ISA")
+    monkeypatch.setenv("ATEN_CPU_CAPABILITY", "avx2")  # ATen held alone: bf16 matmuls stay native, the name says it
+    held = hardware.describe("cpu")
+    assert held["native_bf16"] and hardware.label(held).endswith("amx_bf16 held to AVX2")
+    monkeypatch.setenv("ONEDNN_MAX_CPU_ISA", "AVX2")
+    assert hardware.label(hardware.describe("cpu")).endswith("amx_bf16 held to AVX2"), "one cap named once"
 
 
 def test_asking_for_bf16_on_a_cpu_that_emulates_it_warns_with_the_fix(cpu_with):
@@ -63,16 +78,18 @@ def test_asking_for_bf16_on_a_cpu_that_emulates_it_warns_with_the_fix(cpu_with):
         autocast_factory(torch.device("cpu"), "bf16")
 
 
-def test_compile_without_a_cpp_compiler_trains_eagerly_and_names_the_fix(monkeypatch):
-    """`make reproduce` asks for --compile; a CPU machine without g++/clang++ still trains, only slower."""
-    model = build_titn(model_preset("titn-smoke", 32), 32, 3, 10)
+def test_compile_without_a_cpp_compiler_trains_eagerly_names_the_fix_and_records_it(monkeypatch, smoke_config):
+    """`make reproduce` asks for --compile; a CPU machine without g++/clang++ still trains, only slower, and its
+    config.json says it trained eagerly."""
     monkeypatch.setattr(hardware, "cpu_compiler", lambda: None)
+    cfg = smoke_config(overrides={"train.epochs": 1, "data.train_subset": 256, "data.test_subset": 100})
+    cfg.compile = True
     with pytest.warns(UserWarning, match=r"no C\+\+ compiler.*install g\+\+ or clang\+\+, or point CXX"):
-        compile_model(model, torch.device("cpu"))
-    assert all(block._compiled_call_impl is None for block in model.blocks), "left eager"
+        run = train(cfg)
+    assert storage.read_json(run.run_dir / "config.json")["compile"] is False
+    assert run.metrics["test_top1"] >= 0, "trained to the end"
     monkeypatch.setattr(hardware, "cpu_compiler", lambda: "g++")
-    compile_model(model, torch.device("cpu"))
-    assert all(block._compiled_call_impl is not None for block in model.blocks), "compiled, block by block"
+    assert compiler_ready(torch.device("cpu")) and compiler_ready(torch.device("cuda"))
 
 
 def test_machine_record_names_model_cores_and_capability(cpu_with):

@@ -50,10 +50,22 @@ def cpu_model() -> str:
     return platform.processor() or platform.machine()
 
 
+def _env_cap(*names: str, unheld: str) -> str | None:
+    """The first of these environment variables that is set, upper case; None if unset, empty or `unheld`."""
+    cap = next((os.environ[n].strip().upper() for n in names if os.environ.get(n, "").strip()), None)
+    return cap if cap != unheld else None
+
+
 def onednn_isa_cap() -> str | None:
     """The ISA oneDNN is held to by the environment (upper case), None when it may use all the CPU has."""
-    cap = os.environ.get("ONEDNN_MAX_CPU_ISA") or os.environ.get("DNNL_MAX_CPU_ISA")
-    return cap.strip().upper() if cap and cap.strip().upper() != "ALL" else None
+    return _env_cap("ONEDNN_MAX_CPU_ISA", "DNNL_MAX_CPU_ISA", unheld="ALL")
+
+
+def isa_caps() -> dict[str, str]:
+    """What the environment holds this CPU's kernels to: oneDNN's ISA (matmuls, convolutions) and ATen's and
+    inductor's vector level (ATEN_CPU_CAPABILITY); empty when neither is set."""
+    caps = {"onednn_max_isa": onednn_isa_cap(), "aten_cpu_capability": _env_cap("ATEN_CPU_CAPABILITY", unheld="")}
+    return {name: cap for name, cap in caps.items() if cap}
 
 
 def native_bf16() -> bool:
@@ -142,7 +154,7 @@ def describe(device: torch.device | str = "cpu") -> dict:
         "flags": sorted(cpu_flags() & set(CAPABILITY_FLAGS)),
         "torch_cpu_capability": torch.backends.cpu.get_cpu_capability(),
         "native_bf16": native_bf16(),
-        **({"onednn_max_isa": onednn_isa_cap()} if onednn_isa_cap() else {}),
+        **isa_caps(),
     }
 
 
@@ -154,11 +166,13 @@ def label(record: dict) -> str:
 
 
 def best_vector_unit(record: dict) -> str:
-    """The strongest vector unit a CPU record's flags name: what most decides its bf16 and fp32 speed; with
-    oneDNN held below it, the cap too ('amx_bf16 held to AVX2'), so such a record never passes for the CPU's own."""
+    """The strongest vector unit a CPU record's flags name: what most decides its bf16 and fp32 speed; with the
+    environment holding the kernels below it (`isa_caps`), the caps too ('amx_bf16 held to AVX2'), so such a record
+    never passes for the CPU's own."""
     flags = record.get("flags", [])
     best = next((f for f in ("amx_bf16", "avx512_bf16", "avx512f", "avx2") if f in flags), "no AVX2")
-    return f"{best} held to {record['onednn_max_isa']}" if record.get("onednn_max_isa") else best
+    caps = dict.fromkeys(record[k] for k in ("onednn_max_isa", "aten_cpu_capability") if record.get(k))
+    return f"{best} held to {'/'.join(caps)}" if caps else best
 
 
 def slug(device: torch.device | str = "cpu") -> str:
