@@ -23,7 +23,7 @@ import torch.nn.functional as F
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from titn_core import benchmark_records, hardware, storage  # noqa: E402
+from titn_core import benchmark_records  # noqa: E402
 from titn_core.profiles import model_preset  # noqa: E402
 
 
@@ -81,11 +81,9 @@ def main(argv: list[str] | None = None) -> int:
         "threads": torch.get_num_threads(),
         "repeats": args.repeats,
         "rows": rows,
-        "environment": storage.environment(),
-        "command": "python benchmarks/attention_kernels.py " + " ".join(argv if argv is not None else sys.argv[1:]),
     }
-    out = hardware.record_path(args.out, f"attention-kernels-cpu-{args.preset}-{args.dtype}")
-    benchmark_records.write(out, record)
+    stem = f"attention-kernels-cpu-{args.preset}-{args.dtype}"
+    out = benchmark_records.save(record, args.out, stem, Path(__file__).name, argv)
     print(f"wrote {out}")
     return 0
 

@@ -27,11 +27,10 @@ from torch import nn
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from titn_core import benchmark_records, hardware, storage  # noqa: E402
+from titn_core import benchmark_records, hardware  # noqa: E402
+from titn_core.benchmark_tables import MATMUL_PRODUCTS  # noqa: E402
 from titn_core.model import build_titn  # noqa: E402
 from titn_core.profiles import MODEL_PRESETS, model_preset  # noqa: E402
-
-PRODUCTS = ("forward", "input grad", "weight grad")
 
 
 def block_linear_shapes(preset: str, batch: int) -> dict[str, tuple[int, int, int]]:
@@ -92,7 +91,7 @@ def level_rate(rows: dict, inner: bool) -> float:
     """FLOP-weighted GFLOP/s over every product of the inner (or the outer) transformer's layers."""
     chosen = [row for name, row in rows.items() if is_inner(name) == inner]
     flops = sum(3 * row["flops"] for row in chosen)
-    seconds = sum(row[f"{p} ms"] / 1e3 for row in chosen for p in PRODUCTS)
+    seconds = sum(row[f"{p} ms"] / 1e3 for row in chosen for p in MATMUL_PRODUCTS)
     return flops / seconds / 1e9
 
 
@@ -108,7 +107,7 @@ def main(argv: list[str] | None = None) -> int:
     dtype = torch.bfloat16 if args.amp else torch.float32
     rows = measure(block_linear_shapes(args.preset, args.batch_size), dtype, args.repeats)
     for name, row in rows.items():
-        rates = "  ".join(f"{p} {row[f'{p} GFLOP/s']:6.0f}" for p in PRODUCTS)
+        rates = "  ".join(f"{p} {row[f'{p} GFLOP/s']:6.0f}" for p in MATMUL_PRODUCTS)
         print(f"{name:22s} M={row['rows']:6d} K={row['in']:4d} N={row['out']:4d}  GFLOP/s: {rates}")
     ratio = level_rate(rows, inner=True) / level_rate(rows, inner=False)
     print(f"inner layers' GFLOP/s (words_to_patch included) over the outer's, FLOP-weighted, all products: {ratio:.2f}")
@@ -123,12 +122,10 @@ def main(argv: list[str] | None = None) -> int:
         "layers": rows,
         "ratios": {"inner_over_outer_gflops": ratio},
         "matmul_peak_flops": hardware.matmul_peak("cpu", dtype),
-        "environment": storage.environment(),
-        "command": "python benchmarks/matmul_shapes.py " + " ".join(argv if argv is not None else sys.argv[1:]),
     }
     suffix = "-bf16" if args.amp else ""
-    out = hardware.record_path(args.out, f"matmul-shapes-cpu-{args.preset}-b{args.batch_size}{suffix}")
-    benchmark_records.write(out, record)
+    stem = f"matmul-shapes-cpu-{args.preset}-b{args.batch_size}{suffix}"
+    out = benchmark_records.save(record, args.out, stem, Path(__file__).name, argv)
     print(f"wrote {out}")
     return 0
 

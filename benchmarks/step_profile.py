@@ -31,7 +31,7 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 
 from throughput import SETUPS, Runner, peers, timed  # noqa: E402
 
-from titn_core import benchmark_records, hardware, storage  # noqa: E402
+from titn_core import benchmark_records  # noqa: E402
 from titn_core.profiles import MODEL_PRESETS, model_preset  # noqa: E402
 from titn_core.trainer import pick_device  # noqa: E402
 
@@ -133,12 +133,10 @@ def main(argv: list[str] | None = None) -> int:
         "rounds": args.rounds,
         "kinds": {k: sorted(v) for k, v in KINDS.items()},
         "models": models,
-        "environment": storage.environment(),
-        "command": "python benchmarks/step_profile.py " + " ".join(argv if argv is not None else sys.argv[1:]),
     }
     suffix = ("-bf16" if args.amp else "") + ("-compile" if args.compile else "")
-    out = hardware.record_path(args.out, f"step-profile-{device.type}-{args.preset}-b{args.batch_size}{suffix}", device)
-    benchmark_records.write(out, record)
+    stem = f"step-profile-{device.type}-{args.preset}-b{args.batch_size}{suffix}"
+    out = benchmark_records.save(record, args.out, stem, Path(__file__).name, argv, device)
     print(f"wrote {out}")
     return 0
 

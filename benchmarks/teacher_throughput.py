@@ -29,7 +29,7 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 
 from throughput import timed  # noqa: E402
 
-from titn_core import benchmark_records, hardware, storage  # noqa: E402
+from titn_core import benchmark_records, hardware  # noqa: E402
 from titn_core.complexity import count_flops, training_pflops  # noqa: E402
 from titn_core.hardware import matmul_peak  # noqa: E402
 from titn_core.plan_cost import epoch_train_images  # noqa: E402
@@ -118,11 +118,9 @@ def main(argv: list[str] | None = None) -> int:
         "teacher": args.teacher, "dataset": args.dataset, "batch_size": args.batch_size, "steps": args.steps,
         "rounds": args.rounds, "forward_flops_per_image": forward_flops, "matmul_peak_flops": peaks,
         "variants": rows, "ratios": ratios, "recipe": projection, "machine": machine,
-        "environment": storage.environment(),
-        "command": "python benchmarks/teacher_throughput.py " + " ".join(argv if argv is not None else sys.argv[1:]),
     }  # fmt: skip
-    out = hardware.record_path(args.out, f"teacher-throughput-{args.teacher}-b{args.batch_size}")
-    benchmark_records.write(out, record)
+    stem = f"teacher-throughput-{args.teacher}-b{args.batch_size}"
+    out = benchmark_records.save(record, args.out, stem, Path(__file__).name, argv)
     print(f"wrote {out}")
     return 0
 

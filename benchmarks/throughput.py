@@ -39,7 +39,7 @@ from torch import nn
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from titn_core import benchmark_records, hardware, storage  # noqa: E402
+from titn_core import benchmark_records  # noqa: E402
 from titn_core.complexity import count_flops, count_params  # noqa: E402
 from titn_core.config import ModelConfig  # noqa: E402
 from titn_core.hardware import matmul_peak, sync  # noqa: E402
@@ -299,12 +299,10 @@ def write_record(args, argv, cfg, device, amp: bool, peak: float, rows: dict, ra
         if device.type == "cpu"
         else "CUDA max_memory_allocated",
         "models": rows,
-        "environment": storage.environment(),
-        "command": "python benchmarks/throughput.py " + " ".join(argv if argv is not None else sys.argv[1:]),
     }
     suffix = ("-bf16" if amp and device.type == "cpu" else "") + ("-compile" if args.compile else "")
-    out = hardware.record_path(args.out, f"throughput-{device.type}-{args.preset}-b{args.batch_size}{suffix}", device)
-    benchmark_records.write(out, record)
+    stem = f"throughput-{device.type}-{args.preset}-b{args.batch_size}{suffix}"
+    out = benchmark_records.save(record, args.out, stem, Path(__file__).name, argv, device)
     return out
 
 

@@ -96,10 +96,12 @@ def test_matmul_shapes_reads_every_linear_layer_of_a_block_at_its_training_shape
 
 def test_matmul_rates_weigh_products_by_flops_and_count_the_words_projection_as_inner_work():
     sys.path.insert(0, str(ROOT / "benchmarks"))
-    from matmul_shapes import PRODUCTS, level_rate
+    from matmul_shapes import level_rate
+
+    from titn_core.benchmark_tables import MATMUL_PRODUCTS
 
     def layer(flops: float, ms: float) -> dict:  # every product of the layer took `ms`
-        return {"flops": flops, **{f"{p} ms": ms for p in PRODUCTS}}
+        return {"flops": flops, **{f"{p} ms": ms for p in MATMUL_PRODUCTS}}
 
     rows = {"inner.attn.qkv": layer(1e9, 10.0), "words_to_patch": layer(3e9, 10.0), "outer.mlp.0": layer(4e9, 10.0)}
     # inner: 3 x 4e9 FLOPs in 60 ms; outer: 3 x 4e9 FLOPs in 30 ms

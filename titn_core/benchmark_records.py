@@ -10,10 +10,11 @@ peak and when it ran. `comparable_runs` keeps those measured with the record's o
 from __future__ import annotations
 
 import datetime as dt
+import sys
 import warnings
 from pathlib import Path
 
-from . import storage
+from . import hardware, storage
 from .errors import TITNError
 
 SETTINGS = ("preset", "input", "teacher", "amp_bf16", "compile", "dtype")  # what makes two runs comparable
@@ -56,3 +57,13 @@ def write(path: str | Path, record: dict) -> Path:
             warnings.warn(f"{path}: earlier runs not kept ({err}); writing the new record alone", stacklevel=2)
     storage.atomic_write_json(path, record)
     return path
+
+
+def save(record: dict, out_dir: str | Path, stem: str, script: str, argv: list[str] | None, device="cpu") -> Path:
+    """Write a benchmark script's record as `<out_dir>/<stem>-<machine>.json` (`hardware.record_path`), with the
+    environment it ran in and the command that reproduces it (`script`: the script's file name; `argv`: its
+    arguments, None for the command line's); returns the path."""
+    args = argv if argv is not None else sys.argv[1:]
+    record = {**record, "environment": storage.environment(),
+              "command": " ".join(["python", f"benchmarks/{script}", *args])}  # fmt: skip
+    return write(hardware.record_path(out_dir, stem, device), record)

@@ -112,11 +112,6 @@ def attention_kernel_table() -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def _short_dtype(record: dict) -> str:
-    """A matmul-shape record's precision in the chapter's words: bf16 or fp32."""
-    return {"bfloat16": "bf16", "float32": "fp32"}.get(record["dtype"], record["dtype"])
-
-
 MATMUL_PRODUCTS = ("forward", "input grad", "weight grad")  # of a linear layer in a training step
 
 
@@ -124,7 +119,7 @@ def matmul_shape_table() -> pd.DataFrame:
     """Each linear layer of a TITN block at its training-step shape: GFLOP/s of its forward, input-gradient and
     weight-gradient products, per machine and precision (`benchmarks/matmul_shapes.py`)."""
     rows = [
-        {"machine": machine_of(r), "precision": _short_dtype(r), "layer": name,
+        {"machine": machine_of(r), "precision": precision_of(r), "layer": name,
          "(rows, in, out)": f"({row['rows']}, {row['in']}, {row['out']})",
          **{f"{product} GFLOP/s": round(row[f"{product} GFLOP/s"]) for product in MATMUL_PRODUCTS}}
         for r in benchmarks("matmul-shapes") for name, row in r["layers"].items()
@@ -134,7 +129,7 @@ def matmul_shape_table() -> pd.DataFrame:
 
 def inner_matmul_rates() -> pd.DataFrame:
     """Per machine and precision: the inner layers' FLOP-weighted GFLOP/s over the outer's (1 = as efficient)."""
-    rows = [{"machine": machine_of(r), "precision": _short_dtype(r),
+    rows = [{"machine": machine_of(r), "precision": precision_of(r),
              "inner/outer GFLOP/s": round(r["ratios"]["inner_over_outer_gflops"], 2)}
             for r in benchmarks("matmul-shapes")]  # fmt: skip
     return pd.DataFrame(rows)

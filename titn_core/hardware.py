@@ -84,7 +84,7 @@ def cpu_precision() -> str:
 
 def cpu_compiler() -> str | None:
     """The C++ compiler torch.compile would build CPU kernels with, None where it finds none (compiling would fail at
-    the first step): `--compile` then trains eagerly instead, with a warning (`trainer.compile_model`)."""
+    the first step): `--compile` then trains eagerly instead, with a warning (`trainer.compiler_ready`)."""
     from torch._inductor import cpp_builder, exc
 
     try:
