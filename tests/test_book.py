@@ -441,6 +441,24 @@ def test_transfer_measures_how_much_of_the_teachers_lead_distillation_closed():
     assert np.isnan(book.transfer(classes.drop(columns="teacher"))["r"])
 
 
+def test_most_confused_lists_off_diagonal_pairs_by_count_with_class_names_and_shares():
+    # a CIFAR-100 confusion matrix as older runs wrote it (label ids), cut to its first three classes
+    ids = pd.Index(["0", "1", "2"], name="true")
+    cm = pd.DataFrame([[90, 6, 4], [1, 80, 19], [30, 0, 70]], index=ids, columns=pd.Index(ids, name="predicted"))
+    pairs = book.most_confused(cm, "cifar100", n=3)
+    assert pairs[["true class", "taken for", "test images"]].values.tolist() == [
+        ["baby", "apple", 30], ["aquarium_fish", "baby", 19], ["apple", "aquarium_fish", 6]
+    ]  # fmt: skip
+    assert pairs["% of the class"].tolist() == pytest.approx([30.0, 19.0, 6.0])
+
+
+def test_per_class_names_the_classes_of_runs_that_wrote_label_ids(tmp_path):
+    (tmp_path / "per_class.csv").write_text("class,images,top1\n0,100,90.0\n47,100,77.0\n")
+    shown = pd.DataFrame({"role": [STUDENT], "seed": [0], "dataset": ["cifar100"], "path": [str(tmp_path)]})
+    table = book.per_class(shown)
+    assert table["class"].tolist() == ["apple", "maple_tree"] and table[STUDENT].tolist() == [90.0, 77.0]
+
+
 def test_teacher_checkpoints_show_when_distilled_runs_learned_from_an_earlier_teacher():
     shown = pd.DataFrame(
         {"role": ["teacher", STUDENT, STUDENT, "TITN (no KD)"], "best_test_top1": [99.59, 99.5, 99.5, 99.0],

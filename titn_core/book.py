@@ -18,6 +18,7 @@ import pandas as pd
 warnings.filterwarnings("ignore", message="IProgress not found")  # tqdm.auto in a kernel without ipywidgets
 
 from . import results  # noqa: E402
+from .classes import named  # noqa: E402
 from .experiments import ROOT, load_plan, teacher_run_config, titn_config  # noqa: E402
 from .paper import PAPER  # noqa: E402
 from .trainer import PREDICTIONS_FILE  # noqa: E402
@@ -237,13 +238,31 @@ def student_file(shown: pd.DataFrame, name: str) -> Path | None:
 def per_class(shown: pd.DataFrame, seed: int = 0) -> pd.DataFrame:
     """Test top-1 per class for each role whose notebook wrote one, and what distillation changed per class."""
     table = pd.DataFrame({
-        row.role: pd.read_csv(Path(row.path) / "per_class.csv", index_col="class")["top1"]
+        row.role: _named_rows(pd.read_csv(Path(row.path) / "per_class.csv", index_col="class")["top1"], row.dataset)
         for row in shown[shown["seed"] == seed].itertuples() if (Path(row.path) / "per_class.csv").exists()
     })  # fmt: skip
     if {STUDENT, "TITN (no KD)"} <= set(table.columns):
         table["KD gain"] = table[STUDENT] - table["TITN (no KD)"]
         table = table.sort_values("KD gain", ascending=False)
     return table.reset_index() if not table.empty else table
+
+
+def _named_rows(frame: pd.DataFrame | pd.Series, dataset: str) -> pd.DataFrame | pd.Series:
+    return frame.set_axis(named(frame.index, dataset), axis=0)
+
+
+def most_confused(confusion: pd.DataFrame, dataset: str, n: int = 10) -> pd.DataFrame:
+    """The n (true, predicted) class pairs a model mistakes most often on the test split: what a heat map of 100
+    classes cannot show. A pair's share is its images as a % of the true class's test images."""
+    cm = _named_rows(confusion, dataset).set_axis(named(confusion.columns, dataset), axis=1)
+    errors = cm.to_numpy().copy()
+    np.fill_diagonal(errors, 0)
+    pairs = pd.DataFrame(errors, index=cm.index, columns=cm.columns).stack().nlargest(n)
+    true, predicted = pairs.index.get_level_values(0), pairs.index.get_level_values(1)
+    share = 100 * pairs.to_numpy() / cm.sum(axis=1).loc[true].to_numpy()
+    return pd.DataFrame(
+        {"true class": true, "taken for": predicted, "test images": pairs.to_numpy(), "% of the class": share}
+    )
 
 
 def transfer(classes: pd.DataFrame) -> pd.Series:

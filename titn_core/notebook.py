@@ -13,6 +13,7 @@ import pandas as pd
 import torch
 
 from . import attention, storage
+from .classes import CLASS_NAMES
 from .data import load_arrays, make_splits
 from .errors import TITNError
 from .metrics import confusion_matrix, predict, top_classes
@@ -66,13 +67,6 @@ def _example(name: str, t: type) -> str:
     if t in (list, dict):
         return f'-y "{name}: {"[0, 1]" if t is list else "{}"}"'
     return f"-p {name} " + {str: "mnist", int: "3", float: "0.5", bool: "True"}[t]
-
-
-CLASS_NAMES = {
-    "mnist": [str(i) for i in range(10)],
-    "cifar10": ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"],
-    "cifar100": [str(i) for i in range(100)],
-}
 
 
 def load_trained(run: RunResult, which: str = "last") -> torch.nn.Module:
