@@ -105,6 +105,18 @@ def test_every_committed_plan_expands_to_valid_runs(plan):
         assert job.out_dir.parent.name in {"results", "ablations"}
 
 
+def test_several_plans_run_as_one_queue_in_the_order_given_each_job_once(capsys):
+    """`--plan A --plan B`: one runner works through both (this project queues the equal-compute ViTs after
+    plans/cpu.yaml); a job both plans hold runs once."""
+    from titn_core.experiments import plans_jobs
+
+    cpu, long = load_plan("plans/cpu.yaml"), load_plan("plans/cifar10-long.yaml")
+    both = plans_jobs(["plans/cifar10-long.yaml", "plans/cpu.yaml", "plans/cifar10-long.yaml"])
+    assert [j.key for j in both] == [j.key for j in long + cpu]
+    assert main(["list", "--plan", "plans/smoke.yaml", "--plan", "plans/smoke.yaml"]) == 0
+    assert len(capsys.readouterr().out.splitlines()) == len(load_plan("plans/smoke.yaml"))
+
+
 def test_run_compile_compiles_the_students_of_every_notebook_but_changes_no_run(monkeypatch):
     """`run --compile` reaches the notebooks' kernels through the environment: their student runs compile, with the
     same config hash (so the same run id and cached results); teachers stay eager."""
