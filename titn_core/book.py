@@ -235,6 +235,13 @@ def student_file(shown: pd.DataFrame, name: str) -> Path | None:
     return path if path and path.exists() else None
 
 
+def student_confusion(shown: pd.DataFrame) -> pd.DataFrame | None:
+    """The distilled student's test confusion matrix (its lowest-seed run's confusion.csv), None before it ran; read
+    once for the chapter's heat map and its most-confused pairs."""
+    path = student_file(shown, "confusion.csv")
+    return pd.read_csv(path, index_col=0) if path is not None else None
+
+
 def per_class(shown: pd.DataFrame, seed: int = 0) -> pd.DataFrame:
     """Test top-1 per class for each role whose notebook wrote one, and what distillation changed per class."""
     table = pd.DataFrame({
